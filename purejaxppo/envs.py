@@ -1,0 +1,237 @@
+"""Environments: creation from a name, and the wrapper stack every environment is run through.
+
+`make_env(config)` returns ``(env, env_params)`` where `env` is the user's or gymnax's environment wrapped as
+
+    EpisodeStatistics( ClipAction( ObservationToArray( base ) ) )        (ClipAction only for Box action spaces)
+
+All wrappers keep gymnax 1.0's interface: ``reset(key, params) -> (obs, state)`` and
+``step(key, state, action, params) -> (obs, state, reward, terminated, truncated, info)``, with auto-reset inside
+`step`. On the step where ``terminated or truncated``, `reward` is the episode's last reward, `obs` already belongs to
+the next episode, and ``info["final_observation"]`` is the pre-reset observation (needed to bootstrap a truncation).
+
+Action masks: an environment may define ``action_mask(state, params) -> bool[num_actions]``; the wrappers pass it
+through (`action_mask(env, state, params)` below), so the mask always describes the state the agent is about to act in.
+Observation and reward *normalisation* are not wrappers: their statistics live in the training state
+(`purejaxppo.normalize`), so evaluation and checkpoints keep them.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from gymnax.environments import spaces
+
+BRAX_PREFIX = "brax:"
+# Registered in gymnax but unusable offline: it downloads MNIST on construction.
+NEEDS_NETWORK = ("MNISTBandit-bsuite",)
+
+
+def registered_env_names() -> list[str]:
+    """Every gymnax environment id (gymnax.registered_envs), in registration order."""
+    import gymnax
+
+    return list(gymnax.registered_envs)
+
+
+def check_env_name(env_name: str) -> None:
+    """Raise a ValueError listing the registered environments if `env_name` is not one of them."""
+    if env_name.startswith(BRAX_PREFIX):
+        return
+    names = registered_env_names()
+    if env_name not in names:
+        raise ValueError(
+            f"PPOConfig.env_name {env_name!r} is not a registered gymnax environment. "
+            f"Registered: {', '.join(names)} (or 'brax:<name>' with the brax extra)."
+        )
+
+
+class EnvSpec(NamedTuple):
+    """What the network and the rollout need to know about an environment (all static Python values)."""
+
+    obs_shape: tuple[int, ...]
+    discrete: bool
+    num_actions: int  # discrete: number of actions; continuous: action dimension
+    action_low: Any  # continuous only: np.ndarray [action_dim]
+    action_high: Any
+    has_action_mask: bool
+    max_steps_in_episode: int
+
+
+# --------------------------------------------------------------------------------------------------------- wrappers
+class Wrapper:
+    """Base wrapper: forwards attributes to the wrapped environment (as gymnax's GymnaxWrapper does)."""
+
+    def __init__(self, env):
+        self._env = env
+
+    def __getattr__(self, name):
+        return getattr(self._env, name)
+
+    @property
+    def unwrapped(self):
+        return getattr(self._env, "unwrapped", self._env)
+
+    def action_mask(self, state, params):
+        return action_mask(self._env, state, params)
+
+
+class ObservationToArray(Wrapper):
+    """Observations as float32 arrays: Discrete observations become one-hot, others are cast.
+
+    With `flatten=True` (MLP and GRU torsos) the observation is also flattened to ``[obs_dim]``; the CNN keeps images.
+    """
+
+    def __init__(self, env, params, flatten: bool):
+        super().__init__(env)
+        space = env.observation_space(params)
+        self._one_hot = int(space.n) if isinstance(space, spaces.Discrete) else 0
+        self._flatten = flatten
+
+    def _convert(self, obs):
+        obs = jax.nn.one_hot(obs, self._one_hot) if self._one_hot else jnp.asarray(obs, jnp.float32)
+        return obs.reshape(-1) if self._flatten else obs
+
+    @partial(jax.jit, static_argnums=0)
+    def reset(self, key, params=None):
+        obs, state = self._env.reset(key, params)
+        return self._convert(obs), state
+
+    @partial(jax.jit, static_argnums=0)
+    def step(self, key, state, action, params=None):
+        obs, state, reward, terminated, truncated, info = self._env.step(key, state, action, params)
+        info = {**info, "final_observation": self._convert(info["final_observation"])}
+        return self._convert(obs), state, reward, terminated, truncated, info
+
+
+class ClipAction(Wrapper):
+    """Clip continuous actions into the Box bounds before the environment sees them.
+
+    The agent keeps the unclipped sample for its log-probability; only the environment gets the clipped action.
+    """
+
+    def __init__(self, env, low, high):
+        super().__init__(env)
+        self._low = np.asarray(low, np.float32)
+        self._high = np.asarray(high, np.float32)
+
+    @partial(jax.jit, static_argnums=0)
+    def step(self, key, state, action, params=None):
+        return self._env.step(key, state, jnp.clip(action, self._low, self._high), params)
+
+
+@struct.dataclass
+class EpisodeStatisticsState:
+    env_state: Any
+    episode_return: jax.Array  # [] running return of the current episode
+    episode_length: jax.Array  # [] running length of the current episode
+
+
+class EpisodeStatistics(Wrapper):
+    """Track each episode's return and length across auto-reset.
+
+    On every step, ``info["episode_return"]`` and ``info["episode_length"]`` hold the running totals *including* this
+    step's reward. On the step where ``terminated or truncated`` they are the finished episode's final totals (so the
+    terminal reward is counted), and the running totals restart at 0 for the episode that `obs` already belongs to.
+    """
+
+    @partial(jax.jit, static_argnums=0)
+    def reset(self, key, params=None):
+        obs, env_state = self._env.reset(key, params)
+        return obs, EpisodeStatisticsState(env_state, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
+
+    @partial(jax.jit, static_argnums=0)
+    def step(self, key, state, action, params=None):
+        obs, env_state, reward, terminated, truncated, info = self._env.step(key, state.env_state, action, params)
+        reward = jnp.asarray(reward, jnp.float32)
+        terminated = jnp.asarray(terminated, bool)
+        truncated = jnp.asarray(truncated, bool)
+        episode_return = state.episode_return + reward
+        episode_length = state.episode_length + 1
+        done = terminated | truncated
+        info = {**info, "episode_return": episode_return, "episode_length": episode_length}
+        state = EpisodeStatisticsState(
+            env_state,
+            jnp.where(done, 0.0, episode_return),
+            jnp.where(done, 0, episode_length),
+        )
+        return obs, state, reward, terminated, truncated, info
+
+    def action_mask(self, state, params):
+        return action_mask(self._env, state.env_state, params)
+
+
+def action_mask(env, state, params):
+    """The environment's legal-action mask, bool[num_actions], through any wrappers; None if it defines none."""
+    fn = getattr(env, "action_mask", None)
+    if fn is None:
+        return None
+    return fn(state, params)
+
+
+def _has_action_mask(env) -> bool:
+    while isinstance(env, Wrapper):
+        env = env._env
+    return callable(getattr(env, "action_mask", None))
+
+
+# ------------------------------------------------------------------------------------------------------- factories
+def make_base_env(config) -> tuple[Any, Any]:
+    """The unwrapped environment named by `config.env_name`, with its default params."""
+    if config.env_name.startswith(BRAX_PREFIX):
+        from purejaxppo.brax_env import make_brax_env  # optional extra
+
+        return make_brax_env(config.env_name[len(BRAX_PREFIX):], **config.env_kwargs_dict)
+    import gymnax
+
+    if config.env_name in NEEDS_NETWORK:
+        raise ValueError(f"{config.env_name} downloads its data set when built and cannot be used offline")
+    return gymnax.make(config.env_name, **config.env_kwargs_dict)
+
+
+def make_env(config, env=None, env_params=None) -> tuple[Any, Any, EnvSpec]:
+    """Wrap `env` (or the one `config.env_name` names) and describe it.
+
+    Args:
+      config: a `PPOConfig`; `network` decides whether observations are flattened.
+      env: any environment with gymnax 1.0's API, or None to build `config.env_name`.
+      env_params: its params; None means `env.default_params`.
+
+    Returns:
+      ``(wrapped_env, env_params, spec)``.
+    """
+    if env is None:
+        env, default_params = make_base_env(config)
+        env_params = default_params if env_params is None else env_params
+    elif env_params is None:
+        env_params = env.default_params
+    action_space = env.action_space(env_params)
+    if isinstance(action_space, spaces.Discrete):
+        discrete, num_actions, low, high = True, int(action_space.n), None, None
+    elif isinstance(action_space, spaces.Box):
+        shape = tuple(action_space.shape)
+        if len(shape) != 1:
+            raise ValueError(f"continuous actions must be a 1-d Box, got shape {shape}")
+        discrete, num_actions = False, shape[0]
+        low = np.broadcast_to(np.asarray(action_space.low, np.float32), shape)
+        high = np.broadcast_to(np.asarray(action_space.high, np.float32), shape)
+    else:
+        raise ValueError(f"unsupported action space {type(action_space).__name__}: use Discrete or Box")
+    has_mask = _has_action_mask(env)
+    wrapped = ObservationToArray(env, env_params, flatten=config.network != "cnn")
+    if not discrete:
+        wrapped = ClipAction(wrapped, low, high)
+    wrapped = EpisodeStatistics(wrapped)
+    obs, _ = jax.eval_shape(wrapped.reset, jax.random.key(0), env_params)
+    if config.network == "cnn" and len(obs.shape) != 3:
+        raise ValueError(
+            f"PPOConfig.network='cnn' needs image observations [H, W, C]; {config.env_name} gives shape {obs.shape}. "
+            "Use network='mlp'."
+        )
+    max_steps = int(getattr(env_params, "max_steps_in_episode", 1000))
+    spec = EnvSpec(tuple(obs.shape), discrete, num_actions, low, high, has_mask, max_steps)
+    return wrapped, env_params, spec

@@ -1,0 +1,104 @@
+"""The PPO objective (and SPO's), written once on plain arrays so every caller shares it.
+
+`ppo_loss_terms` takes per-sample arrays and returns ``(loss, LossInfo)``; `make_train` reaches it through
+`actor_critic_loss` (a flax network) and `PPOTrainer` through its own model call. Loss to *minimise*:
+
+    loss = policy_loss + vf_coeff * value_loss - entropy_coeff * entropy
+
+with r = pi(a|s) / pi_old(a|s) and A the (optionally standardised) advantage:
+
+* PPO (Schulman et al., 2017, arXiv 1707.06347):  policy_loss = -E[min(r A, clip(r, 1 - eps, 1 + eps) A)]
+* SPO (Xie et al., 2024, arXiv 2401.16025):       policy_loss = -E[r A - |A| / (2 eps) (r - 1)^2]
+* value_loss = 0.5 E[max((V - G)^2, (V_old + clip(V - V_old, -eps, eps) - G)^2)]   (or 0.5 E[(V - G)^2] unclipped)
+
+Diagnostics: approx_kl = E[(r - 1) - log r] (Schulman's k3 estimator, >= 0), clip_fraction = P(|r - 1| > eps).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class LossInfo(NamedTuple):
+    """Scalars describing one loss evaluation."""
+
+    policy_loss: jax.Array
+    value_loss: jax.Array
+    entropy: jax.Array
+    approx_kl: jax.Array
+    clip_fraction: jax.Array
+
+
+def standardize(x: jax.Array, eps: float = 1e-8) -> jax.Array:
+    """``(x - mean) / (std + eps)`` over all elements."""
+    return (x - x.mean()) / (x.std() + eps)
+
+
+def policy_loss_terms(log_ratio: jax.Array, advantages: jax.Array, clip_param, objective: str) -> jax.Array:
+    """Per-sample policy loss (to minimise) for ``objective in ("ppo", "spo")``; shapes [B]."""
+    ratio = jnp.exp(log_ratio)
+    if objective == "ppo":
+        clipped = jnp.clip(ratio, 1.0 - clip_param, 1.0 + clip_param)
+        return -jnp.minimum(ratio * advantages, clipped * advantages)
+    if objective == "spo":
+        return -(ratio * advantages - jnp.abs(advantages) / (2.0 * clip_param) * jnp.square(ratio - 1.0))
+    raise ValueError(f"policy_objective must be 'ppo' or 'spo', got {objective!r}")
+
+
+def value_loss_terms(values, old_values, targets, clip_param, clip_value_loss: bool) -> jax.Array:
+    """Per-sample value loss, ``0.5 (V - G)^2`` or its clipped PPO2 form; shapes [B]."""
+    unclipped = jnp.square(values - targets)
+    if not clip_value_loss:
+        return 0.5 * unclipped
+    clipped_values = old_values + jnp.clip(values - old_values, -clip_param, clip_param)
+    return 0.5 * jnp.maximum(unclipped, jnp.square(clipped_values - targets))
+
+
+def ppo_loss_terms(
+    log_prob: jax.Array,
+    old_log_prob: jax.Array,
+    advantages: jax.Array,
+    values: jax.Array,
+    old_values: jax.Array,
+    targets: jax.Array,
+    entropy: jax.Array,
+    config,
+) -> tuple[jax.Array, LossInfo]:
+    """The whole objective from per-sample arrays (all shape [B]).
+
+    Uses config.clip_param, vf_coeff, entropy_coeff, normalize_advantages, clip_value_loss and policy_objective.
+    """
+    if config.normalize_advantages:
+        advantages = standardize(advantages)
+    log_ratio = log_prob - old_log_prob
+    policy_loss = policy_loss_terms(log_ratio, advantages, config.clip_param, config.policy_objective).mean()
+    value_loss = value_loss_terms(values, old_values, targets, config.clip_param, config.clip_value_loss).mean()
+    entropy = entropy.mean()
+    loss = policy_loss + config.vf_coeff * value_loss - config.entropy_coeff * entropy
+    ratio = jnp.exp(log_ratio)
+    info = LossInfo(
+        policy_loss=policy_loss,
+        value_loss=value_loss,
+        entropy=entropy,
+        approx_kl=jax.lax.stop_gradient(((ratio - 1.0) - log_ratio).mean()),
+        clip_fraction=jax.lax.stop_gradient((jnp.abs(ratio - 1.0) > config.clip_param).mean()),
+    )
+    return loss, info
+
+
+def actor_critic_loss(params, network, minibatch, config) -> tuple[jax.Array, LossInfo]:
+    """`ppo_loss_terms` for a feed-forward `ActorCritic` on a flat minibatch (an `update.Batch` of shape [B])."""
+    pi, values = network.apply(params, minibatch.obs, minibatch.action_mask)
+    return ppo_loss_terms(
+        pi.log_prob(minibatch.action),
+        minibatch.log_prob,
+        minibatch.advantage,
+        values,
+        minibatch.value,
+        minibatch.target,
+        pi.entropy(),
+        config,
+    )

@@ -1,0 +1,78 @@
+"""Running observation and reward normalisation. The statistics are part of the training state, not the environment's.
+
+Observations are normalised with the statistics as they stood at the start of the rollout, and the statistics are
+then updated once from the rollout's whole batch (Chan et al.'s parallel mean/variance update). Freezing them during
+a rollout keeps every stored observation consistent with the log-probabilities recorded for it.
+
+Rewards are divided by the running standard deviation of the discounted return (as gym's VecNormalize and PureJaxRL's
+NormalizeVecReward do); the per-environment discounted-return accumulator is part of the state too.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+EPSILON = 1e-8
+
+
+@struct.dataclass
+class RunningStats:
+    """Mean and variance of a stream of arrays with shape `shape`, from `count` samples."""
+
+    mean: jax.Array
+    var: jax.Array
+    count: jax.Array  # [] float32
+
+    @classmethod
+    def create(cls, shape) -> RunningStats:
+        return cls(jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32), jnp.asarray(EPSILON, jnp.float32))
+
+
+def update_stats(stats: RunningStats, batch: jax.Array) -> RunningStats:
+    """Fold ``batch [B, *shape]`` into `stats` (exact parallel update of mean and variance)."""
+    batch_mean = jnp.mean(batch, axis=0)
+    batch_var = jnp.var(batch, axis=0)
+    batch_count = jnp.asarray(batch.shape[0], jnp.float32)
+    delta = batch_mean - stats.mean
+    total = stats.count + batch_count
+    mean = stats.mean + delta * batch_count / total
+    m2 = stats.var * stats.count + batch_var * batch_count + jnp.square(delta) * stats.count * batch_count / total
+    return RunningStats(mean, m2 / total, total)
+
+
+def normalize(stats: RunningStats, x: jax.Array, clip) -> jax.Array:
+    """``clip((x - mean) / sqrt(var + eps), -clip, clip)``, broadcasting over leading axes."""
+    return jnp.clip((x - stats.mean) / jnp.sqrt(stats.var + EPSILON), -clip, clip)
+
+
+@struct.dataclass
+class RewardNormState:
+    """Running variance of the discounted return, and each environment's return so far."""
+
+    stats: RunningStats  # shape []
+    discounted_return: jax.Array  # [N]
+
+    @classmethod
+    def create(cls, num_envs: int) -> RewardNormState:
+        return cls(RunningStats.create(()), jnp.zeros((num_envs,), jnp.float32))
+
+
+def normalize_rewards(
+    state: RewardNormState, rewards: jax.Array, dones: jax.Array, gamma, clip
+) -> tuple[RewardNormState, jax.Array]:
+    """Scale ``rewards [T, N]`` by the running std of the discounted return; ``dones [T, N]`` restart the return.
+
+    Returns the updated state and the scaled, clipped rewards [T, N].
+    """
+
+    def accumulate(ret, step):
+        r_t, done_t = step
+        ret = ret * gamma + r_t
+        return jnp.where(done_t, 0.0, ret), ret
+
+    final_return, returns = jax.lax.scan(accumulate, state.discounted_return, (rewards, dones))
+    stats = update_stats(state.stats, returns.reshape(-1))
+    scaled = jnp.clip(rewards / jnp.sqrt(stats.var + EPSILON), -clip, clip)
+    return RewardNormState(stats, final_return), scaled

@@ -1,0 +1,123 @@
+"""Rollout: `num_steps` vectorised environment steps in one `lax.scan`, recorded as a time-major `Transition`.
+
+The rollout only samples actions. Values are computed afterwards for the whole batch at once (`train.prepare_batch`):
+``V(obs_t)`` and ``V(final_obs_t)``, where `final_obs_t` is the pre-reset successor of `obs_t` (the same array as
+``obs_{t+1}`` unless the episode ended at t). One batched critic pass replaces T small ones, and it gives GAE exactly
+what it needs, including the value of the last observation before a time-limit reset.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from purejaxppo import envs as envs_lib
+from purejaxppo.normalize import normalize
+
+
+class Transition(NamedTuple):
+    """One rollout, time-major. T = num_steps, N = num_envs, A = number of actions (or action dimension).
+
+    obs:            [T, N, *obs_shape]  raw observation the agent acted on (normalised later, in one batch)
+    action:         [T, N] int32, or [T, N, A] float32 (the unclipped Gaussian sample)
+    log_prob:       [T, N] log pi_old(action | obs)
+    reward:         [T, N] the environment's reward (the terminal reward on a done step)
+    terminated:     [T, N] bool, the episode ended in a terminal state: no bootstrap
+    truncated:      [T, N] bool, the episode was cut by a time limit: bootstrap from V(final_obs)
+    final_obs:      [T, N, *obs_shape] raw pre-reset successor observation (== obs[t + 1] unless done)
+    action_mask:    [T, N, A] bool legal actions at obs, or None when the environment defines no mask
+    episode_return: [T, N] running return incl. this step; the finished episode's return where done
+    episode_length: [T, N] running length incl. this step; the finished episode's length where done
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    final_obs: jax.Array
+    action_mask: Any
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+
+class EnvStep(NamedTuple):
+    """The result of stepping N environments."""
+
+    obs: jax.Array  # [N, *obs_shape], already the next episode's first observation where done
+    env_state: Any
+    reward: jax.Array  # [N]
+    terminated: jax.Array  # [N]
+    truncated: jax.Array  # [N]
+    final_obs: jax.Array  # [N, *obs_shape]
+    episode_return: jax.Array  # [N]
+    episode_length: jax.Array  # [N]
+
+
+def reset_envs(env, env_params, key: jax.Array, num_envs: int):
+    """Reset `num_envs` environments with independent keys. Returns ``(obs [N, ...], env_state)``."""
+    return jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), env_params)
+
+
+def step_envs(env, env_params, env_state, action: jax.Array, key: jax.Array) -> EnvStep:
+    """Step N environments (auto-resetting those that finish) with independent keys."""
+    num_envs = action.shape[0]
+    obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+        jax.random.split(key, num_envs), env_state, action, env_params
+    )
+    return EnvStep(
+        obs, env_state, reward, terminated, truncated, info["final_observation"],
+        info["episode_return"], info["episode_length"],
+    )
+
+
+def batch_action_mask(env, env_params, env_state, has_mask: bool):
+    """``bool[N, A]`` legal actions for each environment's current state, or None."""
+    if not has_mask:
+        return None
+    return jax.vmap(envs_lib.action_mask, in_axes=(None, 0, None))(env, env_state, env_params).astype(bool)
+
+
+def observe(config, obs_stats, obs: jax.Array) -> jax.Array:
+    """What the network sees: `obs` normalised with the running statistics when enabled, else unchanged."""
+    if not config.normalize_observations:
+        return obs
+    return normalize(obs_stats, obs, config.obs_clip)
+
+
+def collect(
+    policy_fn, env, env_params, config, spec, obs_stats, env_state, obs: jax.Array,
+    action_key: jax.Array, env_key: jax.Array,
+) -> tuple[Transition, Any, jax.Array]:
+    """Run `config.num_steps` steps of N environments.
+
+    Args:
+      policy_fn: ``(obs [N, ...], mask [N, A] | None) -> distrax distribution`` (batch shape [N]).
+      env, env_params, spec: from `envs.make_env`.
+      obs_stats: observation statistics, frozen for the rollout (ignored unless normalize_observations).
+      env_state, obs: the environments' state and current raw observation [N, ...].
+      action_key, env_key: this rollout's keys for action sampling and for the environments' transitions;
+        step t uses ``fold_in(action_key, t)`` and ``fold_in(env_key, t)``.
+
+    Returns:
+      ``(transition [T, N], env_state, obs)`` with the environments' state and raw observation after the last step.
+    """
+
+    def step(carry, t):
+        env_state, obs = carry
+        key_action, key_env = jax.random.fold_in(action_key, t), jax.random.fold_in(env_key, t)
+        mask = batch_action_mask(env, env_params, env_state, spec.has_action_mask)
+        pi = policy_fn(observe(config, obs_stats, obs), mask)
+        action, log_prob = pi.sample_and_log_prob(seed=key_action)
+        out = step_envs(env, env_params, env_state, action, key_env)
+        transition = Transition(
+            obs, action, log_prob, out.reward, out.terminated, out.truncated, out.final_obs, mask,
+            out.episode_return, out.episode_length,
+        )
+        return (out.env_state, out.obs), transition
+
+    (env_state, obs), transition = jax.lax.scan(step, (env_state, obs), jnp.arange(config.num_steps))
+    return transition, env_state, obs
