@@ -81,6 +81,16 @@ def batch_action_mask(env, env_params, env_state, has_mask: bool):
     return jax.vmap(envs_lib.action_mask, in_axes=(None, 0, None))(env, env_state, env_params).astype(bool)
 
 
+def sample_per_env(pi, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Sample ``(action, log_prob)`` for each of the N environments with its own key, ``split(key, N)[i]``.
+
+    Per-environment keys make environment i's actions independent of how many environments share a device, so a run
+    split across devices samples exactly what the one-device run samples.
+    """
+    keys = jax.random.split(key, pi.batch_shape[0])
+    return jax.vmap(lambda d, k: d.sample_and_log_prob(seed=k))(pi, keys)
+
+
 def observe(config, obs_stats, obs: jax.Array) -> jax.Array:
     """What the network sees: `obs` normalised with the running statistics when enabled, else unchanged."""
     if not config.normalize_observations:
@@ -111,7 +121,7 @@ def collect(
         key_action, key_env = jax.random.fold_in(action_key, t), jax.random.fold_in(env_key, t)
         mask = batch_action_mask(env, env_params, env_state, spec.has_action_mask)
         pi = policy_fn(observe(config, obs_stats, obs), mask)
-        action, log_prob = pi.sample_and_log_prob(seed=key_action)
+        action, log_prob = sample_per_env(pi, key_action)
         out = step_envs(env, env_params, env_state, action, key_env)
         transition = Transition(
             obs, action, log_prob, out.reward, out.terminated, out.truncated, out.final_obs, mask,
