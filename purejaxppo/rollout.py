@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import distrax
 import jax
 import jax.numpy as jnp
 
@@ -57,16 +58,28 @@ class EnvStep(NamedTuple):
     episode_length: jax.Array  # [N]
 
 
-def reset_envs(env, env_params, key: jax.Array, num_envs: int):
+def split_per_env(key: jax.Array, num_envs: int, axis_name=None) -> jax.Array:
+    """``split(key, N)``: environment i's key. [N] keys.
+
+    With `axis_name` (inside `shard_map` over the environments, N of them per device), this device's slice
+    ``split(key, N * num_devices)[d * N:(d + 1) * N]``, so a data-parallel run draws exactly the one-device keys.
+    """
+    if axis_name is None:
+        return jax.random.split(key, num_envs)
+    keys = jax.random.split(key, num_envs * jax.lax.psum(1, axis_name))
+    return jax.lax.dynamic_slice_in_dim(keys, jax.lax.axis_index(axis_name) * num_envs, num_envs)
+
+
+def reset_envs(env, env_params, key: jax.Array, num_envs: int, axis_name=None):
     """Reset `num_envs` environments with independent keys. Returns ``(obs [N, ...], env_state)``."""
-    return jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), env_params)
+    return jax.vmap(env.reset, in_axes=(0, None))(split_per_env(key, num_envs, axis_name), env_params)
 
 
-def step_envs(env, env_params, env_state, action: jax.Array, key: jax.Array) -> EnvStep:
+def step_envs(env, env_params, env_state, action: jax.Array, key: jax.Array, axis_name=None) -> EnvStep:
     """Step N environments (auto-resetting those that finish) with independent keys."""
     num_envs = action.shape[0]
     obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-        jax.random.split(key, num_envs), env_state, action, env_params
+        split_per_env(key, num_envs, axis_name), env_state, action, env_params
     )
     return EnvStep(
         obs, env_state, reward, terminated, truncated, info["final_observation"],
@@ -81,14 +94,21 @@ def batch_action_mask(env, env_params, env_state, has_mask: bool):
     return jax.vmap(envs_lib.action_mask, in_axes=(None, 0, None))(env, env_state, env_params).astype(bool)
 
 
-def sample_per_env(pi, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+def sample_per_env(pi, key: jax.Array, axis_name=None) -> tuple[jax.Array, jax.Array]:
     """Sample ``(action, log_prob)`` for each of the N environments with its own key, ``split(key, N)[i]``.
 
     Per-environment keys make environment i's actions independent of how many environments share a device, so a run
-    split across devices samples exactly what the one-device run samples.
+    split across devices samples exactly what the one-device run samples. `pi` has batch shape [N].
     """
-    keys = jax.random.split(key, pi.batch_shape[0])
-    return jax.vmap(lambda d, k: d.sample_and_log_prob(seed=k))(pi, keys)
+    keys = split_per_env(key, pi.batch_shape[0], axis_name)
+    if isinstance(pi, distrax.Categorical):
+        action = jax.vmap(jax.random.categorical)(keys, pi.logits)
+    elif isinstance(pi, distrax.MultivariateNormalDiag):
+        noise = jax.vmap(lambda k: jax.random.normal(k, pi.event_shape, pi.loc.dtype))(keys)
+        action = pi.loc + pi.scale_diag * noise
+    else:
+        raise TypeError(f"sample_per_env supports Categorical and MultivariateNormalDiag, got {type(pi).__name__}")
+    return action, pi.log_prob(action)
 
 
 def observe(config, obs_stats, obs: jax.Array) -> jax.Array:
@@ -100,7 +120,7 @@ def observe(config, obs_stats, obs: jax.Array) -> jax.Array:
 
 def collect(
     policy_fn, env, env_params, config, spec, obs_stats, env_state, obs: jax.Array,
-    action_key: jax.Array, env_key: jax.Array,
+    action_key: jax.Array, env_key: jax.Array, axis_name=None,
 ) -> tuple[Transition, Any, jax.Array]:
     """Run `config.num_steps` steps of N environments.
 
@@ -111,6 +131,7 @@ def collect(
       env_state, obs: the environments' state and current raw observation [N, ...].
       action_key, env_key: this rollout's keys for action sampling and for the environments' transitions;
         step t uses ``fold_in(action_key, t)`` and ``fold_in(env_key, t)``.
+      axis_name: None, or the `shard_map` axis the environments are split over (keys as in `split_per_env`).
 
     Returns:
       ``(transition [T, N], env_state, obs)`` with the environments' state and raw observation after the last step.
@@ -121,8 +142,8 @@ def collect(
         key_action, key_env = jax.random.fold_in(action_key, t), jax.random.fold_in(env_key, t)
         mask = batch_action_mask(env, env_params, env_state, spec.has_action_mask)
         pi = policy_fn(observe(config, obs_stats, obs), mask)
-        action, log_prob = sample_per_env(pi, key_action)
-        out = step_envs(env, env_params, env_state, action, key_env)
+        action, log_prob = sample_per_env(pi, key_action, axis_name)
+        out = step_envs(env, env_params, env_state, action, key_env, axis_name)
         transition = Transition(
             obs, action, log_prob, out.reward, out.terminated, out.truncated, out.final_obs, mask,
             out.episode_return, out.episode_length,

@@ -66,13 +66,18 @@ def clip_by_global_norm(grads, max_norm) -> tuple[Any, jax.Array]:
 
     (optax.clip clips element-wise; PPO's max_grad_norm means this.)
     """
-    norm = optax.global_norm(grads)
+    norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
     scale = jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12))
     return jax.tree.map(lambda g: g * scale.astype(g.dtype), grads), norm
 
 
-def gradient_step(params, opt_state, tx, grads, max_grad_norm):
-    """Clip, then apply one optimiser step. Returns ``(params, opt_state, grad_norm)``."""
+def gradient_step(params, opt_state, tx, grads, max_grad_norm, axis_name=None):
+    """Clip, then apply one optimiser step. Returns ``(params, opt_state, grad_norm)``.
+
+    With `axis_name` (data parallelism), the gradients are first averaged over the devices (`lax.pmean`).
+    """
+    if axis_name is not None:
+        grads = jax.lax.pmean(grads, axis_name)
     grads, grad_norm = clip_by_global_norm(grads, max_grad_norm)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, grad_norm
@@ -96,6 +101,7 @@ def run_epochs(
     loss_fn: Callable[[Any, Any], tuple[jax.Array, LossInfo]],
     tx: optax.GradientTransformation,
     config,
+    axis_name=None,
 ) -> tuple[Any, Any, UpdateInfo]:
     """`config.update_epochs` passes over `batch`, each shuffled (key ``fold_in(key, epoch)``) into minibatches.
 
@@ -105,6 +111,7 @@ def run_epochs(
       key: this update's shuffle key.
       loss_fn: ``(params, minibatch) -> (loss, LossInfo)``.
       tx: the optimiser (gradients are clipped to config.max_grad_norm before it).
+      axis_name: None, or the `shard_map` axis the batch is split over: gradients and infos are averaged over it.
 
     Returns:
       ``(params, opt_state, UpdateInfo)`` with the info averaged over every minibatch step.
@@ -114,7 +121,9 @@ def run_epochs(
     def minibatch_step(carry, minibatch):
         params, opt_state = carry
         grads, info = grad_fn(params, minibatch)
-        params, opt_state, grad_norm = gradient_step(params, opt_state, tx, grads, config.max_grad_norm)
+        if axis_name is not None:
+            info = jax.lax.pmean(info, axis_name)
+        params, opt_state, grad_norm = gradient_step(params, opt_state, tx, grads, config.max_grad_norm, axis_name)
         return (params, opt_state), UpdateInfo(info, grad_norm)
 
     def epoch(carry, epoch_index):

@@ -1,0 +1,91 @@
+"""PPOConfig: defaults, validation errors that name the field and the allowed values, immutability, pytree split."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from purejaxppo import PPOConfig
+from purejaxppo.config import HYPERPARAMETERS
+
+
+def test_defaults_are_the_ones_ppo_users_know():
+    c = PPOConfig()
+    assert (c.gamma, c.gae_lambda, c.clip_param, c.vf_coeff, c.entropy_coeff, c.max_grad_norm) == (
+        0.99, 0.95, 0.2, 0.5, 0.01, 0.5)
+    assert (c.learning_rate, c.anneal_lr, c.num_envs, c.num_steps, c.total_timesteps) == (2.5e-4, True, 4, 128, 500_000)
+    assert (c.update_epochs, c.num_minibatches, c.env_name) == (4, 4, "CartPole-v1")
+
+
+def test_budget_rounding_is_stated():
+    c = PPOConfig()
+    assert c.batch_size == 512 and c.num_updates == 976 and c.timesteps_trained == 499_712
+    assert PPOConfig(total_timesteps=5e5).total_timesteps == 500_000  # integral floats accepted
+
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("learning_rate", -1.0, r"learning_rate must be in \(0, inf\)"),
+        ("learning_rate", float("nan"), "learning_rate"),
+        ("gamma", 1.5, r"gamma must be in \[0, 1\]"),
+        ("gae_lambda", -0.1, r"gae_lambda must be in \[0, 1\]"),
+        ("clip_param", 0.0, r"clip_param must be in \(0, inf\)"),
+        ("entropy_coeff", -0.01, r"entropy_coeff must be in \[0, inf\)"),
+        ("max_grad_norm", 0.0, "max_grad_norm"),
+        ("num_envs", 0, "num_envs must be an integer >= 1"),
+        ("num_steps", 2.5, "num_steps must be an integer >= 1"),
+        ("num_minibatches", 3, r"num_minibatches must divide num_envs \* num_steps = 512"),
+        ("total_timesteps", 100, "total_timesteps must be >= num_envs \\* num_steps = 512"),
+        ("network", "transformer", r"network must be one of \['mlp', 'cnn', 'gru'\]"),
+        ("activation", "sigmoid", "activation must be one of"),
+        ("policy_objective", "trpo", r"policy_objective must be one of \['ppo', 'spo'\]"),
+        ("hidden_sizes", (64, 0), "hidden_sizes must be a non-empty sequence of positive integers"),
+        ("anneal_lr", "yes", "anneal_lr must be True or False"),
+        ("eval_every", -1, "eval_every must be an integer >= 0"),
+    ],
+)
+def test_bad_values_name_the_field_and_the_allowed_range(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        PPOConfig(**{field: value})
+
+
+def test_unknown_env_lists_the_registered_environments():
+    with pytest.raises(ValueError, match="CartPole-v1, Pendulum-v1, Acrobot-v1") as info:
+        PPOConfig(env_name="CartPol-v1")
+    assert "'CartPol-v1' is not a registered gymnax environment" in str(info.value)
+
+
+def test_unknown_field_in_replace_is_named():
+    with pytest.raises(ValueError, match=r"no field\(s\) \['learnin_rate'\]"):
+        PPOConfig().replace(learnin_rate=1e-3)
+
+
+def test_frozen_and_does_not_mutate_the_callers_input():
+    kwargs = {"b": 1, "a": [2]}
+    sizes = [32, 32]
+    c = PPOConfig(env_kwargs=kwargs, hidden_sizes=sizes)
+    assert kwargs == {"b": 1, "a": [2]} and sizes == [32, 32]
+    assert c.env_kwargs == (("a", [2]), ("b", 1)) and c.hidden_sizes == (32, 32)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.learning_rate = 1.0
+    d = c.replace(learning_rate=1e-3)
+    assert c.learning_rate == 2.5e-4 and d.learning_rate == 1e-3
+
+
+def test_float_hyperparameters_are_leaves_and_sizes_are_static():
+    c = PPOConfig()
+    leaves, treedef = jax.tree_util.tree_flatten(c)
+    assert len(leaves) == len(HYPERPARAMETERS)
+    assert jax.tree_util.tree_structure(c.replace(learning_rate=1.0)) == treedef
+    assert jax.tree_util.tree_structure(c.replace(num_envs=8)) != treedef
+    # vmapping over a batch of configs traces the floats without re-validating them
+    batch = jax.tree.map(lambda x: jnp.stack([jnp.asarray(x), jnp.asarray(x) * 2]), c)
+    out = jax.vmap(lambda cfg: cfg.learning_rate * cfg.num_envs)(batch)
+    assert out.shape == (2,) and float(out[1]) == pytest.approx(2 * 2.5e-4 * 4)
+
+
+def test_round_trip_through_a_dict():
+    c = PPOConfig(env_kwargs={"a": 1}, hidden_sizes=(8, 8), learning_rate=1e-3)
+    assert PPOConfig.from_dict(c.to_dict()) == c
