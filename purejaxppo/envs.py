@@ -17,6 +17,7 @@ Observation and reward *normalisation* are not wrappers: their statistics live i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -179,6 +180,28 @@ def _has_action_mask(env) -> bool:
     return callable(getattr(env, "action_mask", None))
 
 
+def check_step_api(env, env_params, action_space) -> None:
+    """Raise a clear ValueError unless `env` follows gymnax 1.0's API (checked on shapes only, nothing runs)."""
+    key = jax.random.key(0)
+    try:
+        _, state = jax.eval_shape(env.reset, key, env_params)
+        action = jax.eval_shape(action_space.sample, key)
+        out = jax.eval_shape(env.step, key, state, action, env_params)
+    except Exception as error:  # report the environment's own failure, not ours
+        raise ValueError(f"the environment's reset/step failed when traced: {type(error).__name__}: {error}") from error
+    if not (isinstance(out, tuple) and len(out) == 6):
+        got = f"a {len(out)}-tuple" if isinstance(out, tuple) else type(out).__name__
+        raise ValueError(
+            "env.step must return (obs, state, reward, terminated, truncated, info) as in gymnax 1.0, "
+            f"got {got} (environments written for gymnax < 1.0 return (obs, state, reward, done, info))"
+        )
+    if not isinstance(out[5], Mapping) or "final_observation" not in out[5]:
+        raise ValueError(
+            "env.step's info must hold 'final_observation' (the pre-reset observation, needed to bootstrap "
+            "truncated episodes), as gymnax 1.0's Environment.step provides"
+        )
+
+
 # ------------------------------------------------------------------------------------------------------- factories
 def make_base_env(config) -> tuple[Any, Any]:
     """The unwrapped environment named by `config.env_name`, with its default params."""
@@ -221,6 +244,7 @@ def make_env(config, env=None, env_params=None) -> tuple[Any, Any, EnvSpec]:
         high = np.broadcast_to(np.asarray(action_space.high, np.float32), shape)
     else:
         raise ValueError(f"unsupported action space {type(action_space).__name__}: use Discrete or Box")
+    check_step_api(env, env_params, action_space)
     has_mask = _has_action_mask(env)
     wrapped = ObservationToArray(env, env_params, flatten=config.network != "cnn")
     if not discrete:

