@@ -1,0 +1,403 @@
+"""Checkpoints of a whole training run (orbax-checkpoint), checked on the way back in, and `load_policy`.
+
+A checkpoint is an orbax step directory ``<run>/checkpoints/<update>/`` with two items:
+
+* ``state``: the batched `TrainState` of every seed ([S, ...] leaves: params, optimiser state, normalisation
+  statistics, environment states, observations, the GRU carry, RNG keys as raw key data, the update counter), saved
+  with `StandardSave` as a flat ``{leaf path: array}`` dict of plain arrays;
+* ``meta``: JSON with the checkpoint format, the purejaxppo version, the run's config (`PPOConfig.to_dict`), the
+  number of seeds and base seed, every leaf's shape and dtype, the PRNG implementation of each key leaf, and a
+  SHA-256 digest of all the array bytes.
+
+Nothing is pickled: arrays go through tensorstore and everything else is JSON. Saves are atomic: orbax writes into
+``<update>.orbax-checkpoint-tmp-*`` and renames the directory once every file is written (`AtomicRenameTemporaryPath`
+on local file systems), so a run killed mid-save leaves only a temporary directory that is ignored (and removed when
+the run resumes). Restoring checks, in order, that the metadata reads, that the format and purejaxppo version match,
+that the config and seed layout match the run being resumed, that every leaf has the expected shape and dtype, that
+the arrays read, and that their digest matches: a corrupt, truncated or incompatible checkpoint raises
+`CheckpointError` naming what is wrong, never a silent wrong start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import purejaxppo
+from purejaxppo.config import PPOConfig
+
+FORMAT_VERSION = 1
+CHECKPOINT_DIRNAME = "checkpoints"
+DEFAULT_MAX_TO_KEEP = 2
+META_KEYS = ("config", "num_seeds", "seed", "update", "leaves", "key_impls", "sha256")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, corrupt, truncated or incompatible with the run asking for it."""
+
+
+class RunLayout(NamedTuple):
+    """What a training state's shapes and values depend on besides the code: the config and the seeds."""
+
+    config: PPOConfig
+    num_seeds: int
+    seed: int
+
+
+def _quiet_absl() -> None:
+    # orbax reports every save and restore through absl logging at WARNING/INFO level.
+    logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+# ------------------------------------------------------------------------------------------------- state <-> arrays
+def _leaf_name(path) -> str:
+    return jax.tree_util.keystr(path, simple=True, separator=".") or "root"
+
+
+def _is_key(x) -> bool:
+    return jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def state_to_arrays(state: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Flatten a pytree into ``({leaf path: host array}, {leaf path: PRNG impl name})``; typed keys become key data."""
+    arrays, key_impls = {}, {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+        name = _leaf_name(path)
+        if _is_key(leaf):
+            key_impls[name] = str(jax.random.key_impl(leaf))
+            leaf = jax.random.key_data(leaf)
+        arrays[name] = np.asarray(jax.device_get(leaf))
+    return arrays, key_impls
+
+
+def leaf_specs(abstract_state: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+    """``{leaf path: (shape, dtype)}`` of the arrays a state is saved as (key leaves as their uint32 key data)."""
+    specs = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_state)[0]:
+        if _is_key(leaf):
+            leaf = jax.eval_shape(jax.random.key_data, leaf)
+        specs[_leaf_name(path)] = (tuple(leaf.shape), np.dtype(leaf.dtype).name)
+    return specs
+
+
+def arrays_to_state(arrays: dict[str, Any], key_impls: dict[str, str], abstract_state: Any) -> Any:
+    """Inverse of `state_to_arrays`: arrays placed into `abstract_state`'s structure, key data wrapped again."""
+    paths, treedef = jax.tree_util.tree_flatten_with_path(abstract_state)
+    leaves = []
+    for path, _ in paths:
+        name = _leaf_name(path)
+        value = jnp.asarray(arrays[name])
+        if name in key_impls:
+            value = jax.random.wrap_key_data(value, impl=key_impls[name])
+        leaves.append(value)
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def digest(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over every array's name, shape, dtype and bytes (in name order)."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.shape}|{a.dtype.name}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------------ layout
+def batched_keys(seed: int, num_seeds: int) -> jax.Array:
+    """The [num_seeds] typed base keys of a run: ``split(key(seed), num_seeds)``."""
+    return jax.random.split(jax.random.key(seed), num_seeds)
+
+
+def abstract_state(init_fn: Callable, layout: RunLayout) -> Any:
+    """Shapes and dtypes of the batched [S] `TrainState` that ``vmap(init_fn)`` makes (traced only, no compile).
+
+    Leaves are strongly typed, as restored arrays are (see `progress.strong_types`).
+    """
+    from purejaxppo.progress import strong_types
+
+    keys = batched_keys(layout.seed, layout.num_seeds)
+    return jax.eval_shape(lambda k: strong_types(jax.vmap(lambda key: init_fn(key, layout.config))(k)), keys)
+
+
+def layout_meta(layout: RunLayout) -> dict[str, Any]:
+    return {"config": layout.config.to_dict(), "num_seeds": layout.num_seeds, "seed": layout.seed}
+
+
+def config_differences(saved: dict[str, Any], expected: dict[str, Any]) -> list[str]:
+    """Human-readable ``name: saved -> expected`` lines for every config field that differs."""
+    names = sorted(set(saved) | set(expected))
+    return [f"{n}: {saved.get(n, '<missing>')!r} (checkpoint) vs {expected.get(n, '<missing>')!r} (this run)"
+            for n in names if saved.get(n) != expected.get(n)]
+
+
+# ------------------------------------------------------------------------------------------------- the directory
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIRNAME
+
+
+def resolve(path: str | Path) -> tuple[Path, int | None]:
+    """``(checkpoints directory, step or None for the latest)`` for a run directory, its ``checkpoints`` directory, or
+    one step directory ``checkpoints/<update>``."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist (give a run directory or a checkpoint directory)")
+    if (path / CHECKPOINT_DIRNAME).is_dir():
+        return path / CHECKPOINT_DIRNAME, None
+    if path.name.isdigit() and path.is_dir():
+        return path.parent, int(path.name)
+    if path.is_dir() and any(p.name.isdigit() for p in path.iterdir()):
+        return path, None
+    raise CheckpointError(f"{path} holds no checkpoints (expected a run directory with {CHECKPOINT_DIRNAME}/, "
+                          f"or a {CHECKPOINT_DIRNAME}/<update> directory)")
+
+
+class Checkpointer:
+    """Saves and restores a run's batched `TrainState` in ``directory`` (an orbax `CheckpointManager`).
+
+    Saves are synchronous (`save` returns once the step directory has been renamed into place) and the newest
+    `max_to_keep` steps are kept.
+    """
+
+    def __init__(self, directory: str | Path, max_to_keep: int | None = DEFAULT_MAX_TO_KEEP, read_only: bool = False):
+        import orbax.checkpoint as ocp
+
+        _quiet_absl()
+        self.directory = Path(directory).resolve()
+        self._ocp = ocp
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=None if read_only else max_to_keep,
+            enable_async_checkpointing=False,
+            create=not read_only,
+            read_only=read_only,
+            cleanup_tmp_directories=not read_only,
+        )
+        if read_only and not self.directory.is_dir():
+            raise CheckpointError(f"{self.directory} does not exist")
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def close(self) -> None:
+        self._manager.close()
+
+    def __enter__(self) -> Checkpointer:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def steps(self) -> list[int]:
+        """Finalised steps (updates), oldest first; directories of interrupted saves are not counted."""
+        self._manager.reload()
+        return sorted(self._manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        steps = self.steps()
+        return steps[-1] if steps else None
+
+    # ------------------------------------------------------------------------------------------------------ save
+    def save(self, state: Any, layout: RunLayout) -> int:
+        """Save the batched [S] `state` at its update counter and return that step. Blocks until finalised."""
+        arrays, key_impls = state_to_arrays(state)
+        step = int(np.asarray(arrays["update"]).reshape(-1)[0])
+        meta = {
+            "format": FORMAT_VERSION,
+            "purejaxppo_version": purejaxppo.__version__,
+            "jax_version": jax.__version__,
+            **layout_meta(layout),
+            "update": step,
+            "leaves": {n: [list(a.shape), a.dtype.name] for n, a in arrays.items()},
+            "key_impls": key_impls,
+            "sha256": digest(arrays),
+        }
+        ocp = self._ocp
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)),
+            force=True,
+        )
+        self._manager.wait_until_finished()
+        return step
+
+    # --------------------------------------------------------------------------------------------------- restore
+    def read_meta(self, step: int | None = None) -> dict[str, Any]:
+        """The JSON metadata of `step` (default: the latest), checked for format and version."""
+        step = self._pick(step)
+        ocp = self._ocp
+        where = self.directory / str(step)
+        try:
+            meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+        except Exception as e:  # noqa: BLE001 - orbax raises many kinds; all mean "unreadable"
+            raise CheckpointError(f"checkpoint {where} is corrupt or truncated: its metadata cannot be read "
+                                  f"({type(e).__name__}: {_short(e)})") from None
+        if not isinstance(meta, dict) or "format" not in meta:
+            raise CheckpointError(f"checkpoint {where} is not a purejaxppo checkpoint (no format in its metadata)")
+        if meta["format"] != FORMAT_VERSION or meta.get("purejaxppo_version") != purejaxppo.__version__:
+            raise CheckpointError(
+                f"checkpoint {where} was written by purejaxppo {meta.get('purejaxppo_version')} (checkpoint format "
+                f"{meta['format']}); this is purejaxppo {purejaxppo.__version__} (format {FORMAT_VERSION}). "
+                "Resume or evaluate it with the version that wrote it."
+            )
+        missing = [k for k in META_KEYS if k not in meta]
+        if missing:
+            raise CheckpointError(f"checkpoint {where} is corrupt: its metadata lacks {missing}")
+        meta["step"] = step
+        return meta
+
+    def restore(self, abstract: Any, layout: RunLayout | None = None, step: int | None = None) -> tuple[Any, dict]:
+        """Restore `step` (default: the latest) into `abstract`'s structure, after checking it fits.
+
+        Args:
+          abstract: the expected batched state (`abstract_state`), ShapeDtypeStructs or arrays.
+          layout: the run being resumed; its config, seed count and seed must equal the checkpoint's (None: skip).
+          step: which update to restore.
+
+        Returns:
+          ``(state, meta)``.
+        """
+        meta = self.read_meta(step)
+        where = self.directory / str(meta["step"])
+        if layout is not None:
+            expected = layout_meta(layout)
+            diffs = config_differences(meta.get("config", {}), expected["config"])
+            diffs += [f"{k}: {meta.get(k)!r} (checkpoint) vs {expected[k]!r} (this run)"
+                      for k in ("num_seeds", "seed") if meta.get(k) != expected[k]]
+            if diffs:
+                raise CheckpointError(f"checkpoint {where} belongs to a different run: " + "; ".join(diffs))
+        expected_specs = leaf_specs(abstract)
+        saved_specs = {n: (tuple(s), d) for n, (s, d) in meta["leaves"].items()}
+        if saved_specs != expected_specs:
+            raise CheckpointError(f"checkpoint {where} does not fit this run's training state: "
+                                  + "; ".join(_spec_differences(saved_specs, expected_specs)))
+        ocp = self._ocp
+        target = {n: jax.ShapeDtypeStruct(tuple(s), np.dtype(d)) for n, (s, d) in saved_specs.items()}
+        try:
+            restored = self._manager.restore(
+                meta["step"], args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
+            ).state
+            arrays = {n: np.asarray(v) for n, v in restored.items()}
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointError(f"checkpoint {where} is corrupt or truncated: its arrays cannot be read "
+                                  f"({type(e).__name__}: {_short(e)})") from None
+        if digest(arrays) != meta["sha256"]:
+            raise CheckpointError(f"checkpoint {where} is corrupt: its arrays do not match the digest saved with them")
+        return arrays_to_state(arrays, meta["key_impls"], abstract), meta
+
+    def _pick(self, step: int | None) -> int:
+        steps = self.steps()
+        if not steps:
+            raise CheckpointError(f"no complete checkpoint in {self.directory}")
+        if step is None:
+            return steps[-1]
+        if step not in steps:
+            raise CheckpointError(f"no checkpoint for update {step} in {self.directory}; available: {steps}")
+        return step
+
+
+def _short(e: Exception, limit: int = 300) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _spec_differences(saved: dict, expected: dict) -> list[str]:
+    out = [f"missing leaf {n}" for n in sorted(set(expected) - set(saved))]
+    out += [f"unexpected leaf {n}" for n in sorted(set(saved) - set(expected))]
+    out += [f"{n}: shape/dtype {saved[n]} (checkpoint) vs {expected[n]} (this run)"
+            for n in sorted(set(saved) & set(expected)) if saved[n] != expected[n]]
+    return out[:8] + ([f"... and {len(out) - 8} more"] if len(out) > 8 else [])
+
+
+# ----------------------------------------------------------------------------------------------------- load_policy
+class LoadedPolicy(NamedTuple):
+    """A trained policy restored from a checkpoint alone (one seed of the run).
+
+    policy: ``policy(obs, key=None, mask=None) -> action`` for raw observations ``[*obs_shape]`` or
+      ``[B, *obs_shape]`` as the wrapped environment gives them (normalisation is applied inside); greedy unless
+      loaded with ``deterministic=False``. Feed-forward networks only (a GRU needs its hidden state: use `evaluate`).
+    evaluate: ``evaluate(num_episodes=32, key=None, greedy=None) -> returns [num_episodes]`` (greedy=None: as loaded).
+    config, params, obs_stats, network, env, env_params, spec: what `purejaxppo.evaluate` and `make_evaluate` need.
+    update: the update the checkpoint was taken at.
+    """
+
+    policy: Callable
+    evaluate: Callable
+    config: PPOConfig
+    params: Any
+    obs_stats: Any
+    network: Any
+    env: Any
+    env_params: Any
+    spec: Any
+    update: int
+
+
+def restore_run_state(path: str | Path, step: int | None = None):
+    """``(batched [S] TrainState, meta, TrainFunctions)`` from a run or checkpoint directory alone."""
+    from purejaxppo.train import make_train_functions
+
+    directory, resolved_step = resolve(path)
+    with Checkpointer(directory, read_only=True) as ckpt:
+        meta = ckpt.read_meta(step if step is not None else resolved_step)
+        try:
+            config = PPOConfig.from_dict(meta["config"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {directory / str(meta['step'])} holds an invalid config: {e}") from None
+        layout = RunLayout(config, int(meta["num_seeds"]), int(meta["seed"]))
+        fns = make_train_functions(config)
+        state, meta = ckpt.restore(abstract_state(fns.init, layout), layout, meta["step"])
+    return state, meta, fns
+
+
+def load_policy(path: str | Path, seed_index: int = 0, deterministic: bool = True, step: int | None = None
+                ) -> LoadedPolicy:
+    """Restore one seed's policy from a run directory or a checkpoint directory, with nothing else needed.
+
+    Args:
+      path: a run directory (its latest checkpoint), its ``checkpoints`` directory, or ``checkpoints/<update>``.
+      seed_index: which of the run's seeds, in ``[0, num_seeds)``.
+      deterministic: greedy actions (the distribution's mode) if True, sampled otherwise.
+      step: a specific update to load (default: the latest, or the one `path` names).
+
+    Returns:
+      A `LoadedPolicy`; ``policy(obs, key) -> action``.
+    """
+    from purejaxppo.evaluate import make_evaluate, policy_action
+    from purejaxppo.rollout import observe
+
+    state, meta, fns = restore_run_state(path, step)
+    num_seeds = int(meta["num_seeds"])
+    if not 0 <= seed_index < num_seeds:
+        raise ValueError(f"seed_index must be in [0, {num_seeds}) for this run, got {seed_index}")
+    one = jax.tree.map(lambda x: x[seed_index], state)
+    config, network = PPOConfig.from_dict(meta["config"]), fns.network
+    params, obs_stats = one.params, one.obs_stats
+
+    def policy(obs, key: jax.Array | None = None, mask=None):
+        if config.network == "gru":
+            raise ValueError("network='gru' needs its hidden state between steps; use LoadedPolicy.evaluate, or "
+                             "network.apply(params, carry, obs, reset, mask, method='step') directly")
+        key = jax.random.key(0) if key is None else key
+        return _act(params, obs_stats, jnp.asarray(obs), key, mask)
+
+    @jax.jit
+    def _act(params, obs_stats, obs, key, mask):
+        single = obs.ndim == len(fns.spec.obs_shape)
+        batch = obs[None] if single else obs
+        mask_b = None if mask is None else (mask[None] if single else mask)
+        pi = network.apply(params, observe(config, obs_stats, batch), mask_b, method="policy")
+        action = policy_action(pi, key, deterministic)
+        return action[0] if single else action
+
+    def evaluate(num_episodes: int = 32, key: jax.Array | None = None, greedy: bool | None = None):
+        greedy = deterministic if greedy is None else greedy
+        fn = make_evaluate(config, fns.env, fns.env_params, fns.spec, network, num_episodes, greedy)
+        return jax.jit(fn)(params, obs_stats, jax.random.key(0) if key is None else key)
+
+    return LoadedPolicy(policy, evaluate, config, params, obs_stats, network, fns.env, fns.env_params, fns.spec,
+                        int(meta["update"]))

@@ -1,0 +1,563 @@
+"""The ``purejaxppo`` command line (also ``python -m purejaxppo``): train, eval, plot, list-envs.
+
+    purejaxppo train                                   # CartPole-v1, its shipped config, 1 seed
+    purejaxppo train --env Breakout-MinAtar --num-seeds 4 --learning-rate 3e-4 --checkpoint-every 100
+    purejaxppo train --config-file my.toml --config.gamma 0.995 --logdir runs/mine
+    purejaxppo train --resume runs/mine                # continue a stopped or killed run, bit-identically
+    purejaxppo eval runs/mine --episodes 100 [--sample] [--gif cartpole.gif]
+    purejaxppo plot runs/a runs/b --out curves.png
+    purejaxppo list-envs
+
+Why tyro: every command is a typed dataclass below, and tyro builds the parser, the type conversion, the choices and
+the ``--help`` text from the field types and their docstrings, so the command line cannot drift from the code and no
+parser is written by hand. Every `PPOConfig` field is also a flag, generated from `PPOConfig` itself, under two
+spellings: dotted (``--config.learning_rate``/``--config.learning-rate``) and flat (``--learning-rate``). A flag
+left out keeps the value of the env's shipped config (or of the config file).
+
+Errors in the input (a bad flag, a bad value, a value `PPOConfig` rejects, an unusable checkpoint) are printed as one
+line, ``error: ...``, naming the flag or field and what is allowed, with exit status 2 and no traceback. Set
+``PUREJAXPPO_DEBUG=1`` to get the traceback instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import math
+import os
+import re
+import sys
+import time
+import typing
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import tyro
+
+from purejaxppo.config import ACTIVATIONS, NETWORKS, POLICY_OBJECTIVES, PPOConfig, field_names
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+DEFAULT_ENV = "CartPole-v1"
+DEFAULT_CHECKPOINTS_PER_RUN = 10
+DESCRIPTION = ("PPO in pure JAX: train on gymnax environments (one jitted program per run, many seeds at once), "
+               "evaluate checkpoints, plot learning curves. `purejaxppo COMMAND --help` for each command.")
+
+# ------------------------------------------------------------------------------------------- PPOConfig as flags
+_CHOICES = {"network": NETWORKS, "activation": ACTIVATIONS, "policy_objective": POLICY_OBJECTIVES}
+
+
+def _field_docs() -> dict[str, str]:
+    """``{field: help}`` from the "Attributes:" section of `PPOConfig`'s docstring."""
+    docs: dict[str, str] = {}
+    current = None
+    for line in (PPOConfig.__doc__ or "").split("Attributes")[-1].splitlines()[1:]:
+        match = re.match(r"^\s{6}(\w+):\s*(.*)$", line)
+        if match and match.group(1) in field_names():
+            current = match.group(1)
+            docs[current] = match.group(2)
+        elif current and line.strip():
+            docs[current] += " " + line.strip()
+    return {k: v.replace("*leaf*, ", "").strip() for k, v in docs.items()}
+
+
+def _override_type(name: str, hint: Any) -> tuple[Any, str | None]:
+    """The CLI type of a PPOConfig field and its metavar."""
+    if name in _CHOICES:
+        return Literal[_CHOICES[name]], None  # type: ignore[valid-type]
+    if name == "env_kwargs":
+        return str, "JSON"
+    if name == "total_timesteps":
+        return float, "INT"  # accepts 1e6; PPOConfig turns integral floats into ints and rejects the rest
+    return hint, None
+
+
+def _make_overrides_class() -> type:
+    """A frozen dataclass with one optional field per `PPOConfig` field (None: not given on the command line)."""
+    hints = typing.get_type_hints(PPOConfig)
+    defaults = PPOConfig.__dataclass_fields__
+    docs = _field_docs()
+    fields = []
+    for name in field_names():
+        cli_type, metavar = _override_type(name, hints[name])
+        default = defaults[name].default
+        shown = json.dumps(dict(default)) if name == "env_kwargs" else (
+            " ".join(map(str, default)) if isinstance(default, tuple) else default)
+        arg = tyro.conf.arg(
+            aliases=(f"--{name.replace('_', '-')}",),
+            metavar=metavar,
+            help=docs.get(name, ""),
+            help_behavior_hint=f"(default: the env's config; PPOConfig default {shown})",
+        )
+        fields.append((name, Annotated[cli_type | None, arg], dataclasses.field(default=None)))
+    cls = dataclasses.make_dataclass("ConfigOverrides", fields, frozen=True)
+    cls.__doc__ = "PPOConfig fields (each also as a flat flag, e.g. --learning-rate)."
+    return cls
+
+
+ConfigOverrides = _make_overrides_class()
+
+
+def override_values(overrides: Any) -> dict[str, Any]:
+    """The fields given on the command line, converted for `PPOConfig.replace` (env_kwargs parsed from JSON)."""
+    values = {k: v for k, v in dataclasses.asdict(overrides).items() if v is not None}
+    if "env_kwargs" in values:
+        try:
+            values["env_kwargs"] = json.loads(values["env_kwargs"])
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--config.env-kwargs must be a JSON object such as '{{\"size\": 8}}': {e}") from None
+    return values
+
+
+# ------------------------------------------------------------------------------------------------------ commands
+@dataclasses.dataclass(frozen=True)
+class Train:
+    """Train PPO on one environment for one or more seeds (vmapped in one compiled program).
+
+    Writes <logdir>/config.json, run.json, metrics.jsonl (one line per update and seed), checkpoints/ and
+    summary.json; shows a progress bar when stderr is a terminal."""
+
+    env: Annotated[str | None, tyro.conf.arg(help_behavior_hint=f"(default: {DEFAULT_ENV})")] = None
+    """A gymnax environment id (its shipped config, else PPOConfig defaults), or a .toml/.json config file."""
+    config_file: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="(optional)")] = None
+    """A .toml/.json file of PPOConfig fields; with --env as well, the file's settings on that environment."""
+    num_seeds: Annotated[int | None, tyro.conf.arg(help_behavior_hint="(default: 1)")] = None
+    """Independent seeds, trained in parallel (vmap)."""
+    seed: Annotated[int | None, tyro.conf.arg(help_behavior_hint="(default: 0)")] = None
+    """Base random seed; seed i of the run uses jax.random.split(key(seed), num_seeds)[i]."""
+    logdir: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="(default: runs/<env>-<timestamp>)")] = None
+    """The run directory."""
+    checkpoint_every: Annotated[
+        int | None, tyro.conf.arg(help_behavior_hint=f"(default: about {DEFAULT_CHECKPOINTS_PER_RUN} per run)")
+    ] = None
+    """Save a checkpoint (and flush metrics) every this many updates."""
+    resume: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="(optional)")] = None
+    """Continue the run in this directory from its last checkpoint (its config and seeds are reused)."""
+    stop_after: Annotated[int | None, tyro.conf.arg(help_behavior_hint="(default: the whole budget)")] = None
+    """Stop, resumably, once this many updates are done in total (time-boxed jobs; continue with --resume)."""
+    quiet: bool = False
+    """No progress bar and no start-up lines (the final summary is still printed)."""
+    tensorboard: bool = False
+    """Also log to <logdir>/tensorboard (needs tensorboardX)."""
+    wandb: bool = False
+    """Also log to Weights & Biases (needs wandb)."""
+    wandb_mode: Literal["offline", "online"] = "offline"
+    """W&B mode; offline needs no network (upload later with `wandb sync <logdir>/wandb/...`)."""
+    config: Annotated[ConfigOverrides, tyro.conf.arg(help="PPOConfig fields; each is also a flat flag.")] = \
+        dataclasses.field(default_factory=ConfigOverrides)
+
+
+@dataclasses.dataclass(frozen=True)
+class Eval:
+    """Evaluate a trained policy from a checkpoint: returns over N episodes, optionally a GIF of one episode."""
+
+    path: tyro.conf.Positional[Path]
+    """A run directory (its latest checkpoint), its checkpoints/ directory, or checkpoints/<update>."""
+    episodes: int = 32
+    """Episodes to play (in parallel)."""
+    sample: bool = False
+    """Sample actions from the policy instead of taking the greedy (most likely / mean) action."""
+    seed_index: int = 0
+    """Which of the run's seeds to evaluate."""
+    eval_seed: int = 0
+    """Random seed of the evaluation episodes."""
+    gif: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="(optional)")] = None
+    """Also render one episode to this GIF (gymnax's visualiser: classic control, Catch, MinAtar, some misc)."""
+    gif_max_steps: int = 300
+    """Longest episode rendered to the GIF."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Plot:
+    """Learning curves of one or more runs as a PNG: per run the mean over seeds with a 95% bootstrap band, and the
+    interquartile mean (dashed)."""
+
+    runs: tyro.conf.Positional[tuple[Path, ...]]
+    """Run directories (each with a metrics.jsonl)."""
+    out: Annotated[Path | None, tyro.conf.arg(
+        help_behavior_hint="(default: <run>/learning_curves.png for one run, ./learning_curves.png for several)")
+    ] = None
+    """The PNG to write."""
+    metric: str = "episode_return"
+    """Which metric of metrics.jsonl to plot."""
+    smooth: int = 1
+    """Moving-average window over updates (1: none)."""
+    labels: Annotated[tuple[str, ...] | None, tyro.conf.arg(help_behavior_hint="(default: run names)")] = None
+    """Legend labels, one per run."""
+    title: Annotated[str | None, tyro.conf.arg(help_behavior_hint="(optional)")] = None
+    """Figure title."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ListEnvs:
+    """List the gymnax environments; * marks those with a shipped config."""
+
+
+Command = (
+    Annotated[Train, tyro.conf.subcommand("train")]
+    | Annotated[Eval, tyro.conf.subcommand("eval")]
+    | Annotated[Plot, tyro.conf.subcommand("plot")]
+    | Annotated[ListEnvs, tyro.conf.subcommand("list-envs")]
+)
+
+
+# ------------------------------------------------------------------------------------------------------ parsing
+class UsageError(ValueError):
+    """Bad command-line input (printed as one ``error:`` line, exit status 2)."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_BOX = re.compile(r"[\u2500-\u257f]")
+
+
+def condense_tyro_error(text: str) -> str:
+    """tyro's boxed, multi-line error as one line: the message, plus the closest flag when tyro suggests one."""
+    sections: list[list[str]] = [[]]
+    for raw in _ANSI.sub("", text).splitlines():
+        if re.fullmatch(r"[\s\u2500-\u257f]*\u2500{3,}[\s\u2500-\u257f]*", raw) and sections[-1]:
+            sections.append([])  # a horizontal rule inside the box
+            continue
+        line = " ".join(_BOX.sub(" ", raw).split())
+        if line:
+            sections[-1].append(line)
+    sections = [s for s in sections if s]
+    if not sections:
+        return "invalid command line (see --help)"
+    head = sections[0]
+    if len(head) > 1 and len(head[0].split()) <= 3 and not head[0].endswith("."):
+        title, head = head[0], head[1:]  # the box title: "Unrecognized options", "Value error", ...
+        if head[0].startswith("Expected"):  # "Missing subcommand: Expected one of ..."
+            head = [f"{title.lower()}:", *head]
+    message = re.sub(r"'None', |, 'None'", "", " ".join(head))  # None is never accepted (DisallowNone)
+    for section in sections[1:]:
+        if section[0].startswith("Perhaps you meant") and len(section) > 1:
+            message += f" Did you mean {section[1]}?"
+    message = re.sub(r"\s*Got errors:.*$", "", message)
+    return message + " (see --help)"
+
+
+def parse(argv: Sequence[str]) -> Any:
+    """The command dataclass for `argv`; raises SystemExit(0) after --help and UsageError on bad input."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return tyro.cli(Command, args=list(argv), prog="purejaxppo", description=DESCRIPTION,
+                            config=(tyro.conf.DisallowNone,))
+    except SystemExit as e:
+        if e.code in (0, None):
+            sys.stderr.write(captured.getvalue())
+            raise
+        raise UsageError(condense_tyro_error(captured.getvalue())) from None
+
+
+# -------------------------------------------------------------------------------------------------------- train
+def requested_config(cmd: Train) -> PPOConfig:
+    """The config `cmd` asks for: the env's (or file's) config with the command-line overrides applied."""
+    from purejaxppo.configs import is_config_path, load_config
+
+    if cmd.config_file is not None:
+        config = load_config(Path(cmd.config_file))
+        if cmd.env is not None:
+            if is_config_path(cmd.env):
+                raise UsageError("give the config file with --config-file or --env, not both")
+            config = config.replace(env_name=cmd.env)
+    else:
+        config = load_config(cmd.env or DEFAULT_ENV)
+    overrides = override_values(cmd.config)
+    return config.replace(**overrides) if overrides else config
+
+
+def _check_positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise UsageError(f"--{name} must be an integer >= 1, got {value}")
+
+
+def default_run_dir(env_name: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{env_name.replace(':', '-').replace('/', '-')}-{stamp}"
+    path, i = base, 1
+    while path.exists():
+        i += 1
+        path = base.with_name(f"{base.name}-{i}")
+    return path
+
+
+def default_checkpoint_every(num_updates: int) -> int:
+    return max(1, math.ceil(num_updates / DEFAULT_CHECKPOINTS_PER_RUN))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSetup:
+    """Everything the training loop needs, resolved from the command line (and the run directory on resume)."""
+
+    config: PPOConfig
+    num_seeds: int
+    seed: int
+    run_dir: Path
+    checkpoint_every: int
+    run_id: str
+    resumed: bool
+
+
+def setup_new_run(cmd: Train) -> RunSetup:
+    """Resolve a fresh run and write its config.json and run.json."""
+    import jax
+
+    import purejaxppo
+    from purejaxppo.logs import CONFIG_FILE, RUN_FILE, write_json
+
+    config = requested_config(cmd)
+    num_seeds, seed = cmd.num_seeds or 1, cmd.seed or 0
+    every = cmd.checkpoint_every or default_checkpoint_every(config.num_updates)
+    run_dir = Path(cmd.logdir) if cmd.logdir is not None else default_run_dir(config.env_name)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UsageError(f"--logdir {run_dir} already holds a run: continue it with --resume {run_dir}, "
+                         "or choose another --logdir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_id = uuid.uuid4().hex[:12]
+    write_json(run_dir / CONFIG_FILE, config.to_dict())
+    write_json(run_dir / RUN_FILE, {
+        "run_id": run_id, "env_name": config.env_name, "num_seeds": num_seeds, "seed": seed,
+        "checkpoint_every": every, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "purejaxppo_version": purejaxppo.__version__, "jax_version": jax.__version__,
+    })
+    return RunSetup(config, num_seeds, seed, run_dir, every, run_id, resumed=False)
+
+
+def setup_resumed_run(cmd: Train) -> RunSetup:
+    """Read a run directory back; any config, seed or seed-count flags given must agree with it."""
+    from purejaxppo.checkpoint import config_differences
+    from purejaxppo.logs import CONFIG_FILE, RUN_FILE, read_json
+
+    run_dir = Path(cmd.resume)
+    if not (run_dir / RUN_FILE).is_file() or not (run_dir / CONFIG_FILE).is_file():
+        raise UsageError(f"--resume {run_dir}: not a run directory (no {RUN_FILE} and {CONFIG_FILE})")
+    if cmd.logdir is not None and Path(cmd.logdir).resolve() != run_dir.resolve():
+        raise UsageError("--resume continues the run in its own directory; leave out --logdir")
+    info = read_json(run_dir / RUN_FILE)
+    missing = [k for k in ("run_id", "num_seeds", "seed", "checkpoint_every") if k not in info]
+    if missing:
+        raise UsageError(f"--resume {run_dir}: {RUN_FILE} lacks {missing}; it was not written by purejaxppo train")
+    try:
+        config = PPOConfig.from_dict(read_json(run_dir / CONFIG_FILE))
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"{run_dir / CONFIG_FILE}: {e}") from None
+    overrides = override_values(cmd.config)
+    if cmd.env is not None or cmd.config_file is not None or overrides:
+        asked = requested_config(cmd) if cmd.env or cmd.config_file else config.replace(**overrides)
+        diffs = config_differences(config.to_dict(), asked.to_dict())
+        if diffs:
+            raise UsageError(f"--resume {run_dir}: the run was trained with a different config ("
+                             + "; ".join(d.replace("(checkpoint)", "(run)").replace("(this run)", "(asked)")
+                                         for d in diffs) + "); a resumed run keeps its config")
+    for flag, value in (("num-seeds", cmd.num_seeds), ("seed", cmd.seed)):
+        saved = info[flag.replace("-", "_")]
+        if value is not None and value != saved:
+            raise UsageError(f"--resume {run_dir}: the run has --{flag} {saved}, not {value}")
+    every = cmd.checkpoint_every or int(info["checkpoint_every"])
+    return RunSetup(config, int(info["num_seeds"]), int(info["seed"]), run_dir, every, info["run_id"], resumed=True)
+
+
+def summarize(setup: RunSetup, updates_done: int, wall_seconds: float, steps_this_session: int) -> dict[str, Any]:
+    """The summary.json of a run, from its whole metrics.jsonl."""
+    import numpy as np
+
+    import purejaxppo
+    from purejaxppo.checkpoint import checkpoint_dir
+    from purejaxppo.logs import FINAL_WINDOW, METRICS_FILE, curves, final_returns, json_scalar, read_records
+
+    records = read_records(setup.run_dir / METRICS_FILE)
+    finals = final_returns(curves(records)[1]) if records else np.full(setup.num_seeds, np.nan)
+    finite = finals[np.isfinite(finals)]
+    return {
+        "env_name": setup.config.env_name,
+        "num_seeds": setup.num_seeds,
+        "seed": setup.seed,
+        "updates": updates_done,
+        "complete": updates_done >= setup.config.num_updates,
+        "env_steps_per_seed": updates_done * setup.config.batch_size,
+        "final_episode_return": {
+            "window_updates": FINAL_WINDOW,  # per seed: the mean episode return over its last 10 updates
+            "mean": json_scalar(finite.mean()) if finite.size else None,
+            "std": json_scalar(finite.std()) if finite.size else None,
+            "per_seed": [json_scalar(v) for v in finals],
+        },
+        "wall_seconds": round(wall_seconds, 3),
+        "steps_per_second": round(steps_this_session / wall_seconds, 1) if wall_seconds > 0 else None,
+        "checkpoint": str(checkpoint_dir(setup.run_dir) / str(updates_done)),
+        "purejaxppo_version": purejaxppo.__version__,
+    }
+
+
+def summary_line(summary: dict[str, Any], run_dir: Path) -> str:
+    from purejaxppo.logs import FINAL_WINDOW
+
+    ret = summary["final_episode_return"]
+    if ret["mean"] is None:
+        shown = "n/a (no episode finished)"
+    elif summary["num_seeds"] > 1:
+        shown = f"{ret['mean']:.2f} ± {ret['std']:.2f} over {summary['num_seeds']} seeds"
+    else:
+        shown = f"{ret['mean']:.2f}"
+    return (f"{summary['env_name']}: {summary['env_steps_per_seed']:,} steps x {summary['num_seeds']} seed(s), "
+            f"{summary['updates']} updates in {summary['wall_seconds']:.1f} s. Final mean return (last "
+            f"{FINAL_WINDOW} updates): {shown}. "
+            f"Run: {run_dir}")
+
+
+def initial_states(setup: RunSetup, runner, ckpt, say) -> tuple[Any, int]:
+    """``(batched [S] TrainState, updates done)``: the latest checkpoint when resuming, else freshly initialised.
+
+    A resumed run with no checkpoint yet (killed during its first interval) starts again from update 0, which is
+    the same start: initialisation is a pure function of the seeds.
+    """
+    from purejaxppo.checkpoint import RunLayout, abstract_state, batched_keys
+
+    layout = RunLayout(setup.config, setup.num_seeds, setup.seed)
+    if setup.resumed and ckpt.latest_step() is not None:
+        states, meta = ckpt.restore(abstract_state(runner.fns.init, layout), layout)
+        say(f"Resuming {setup.run_dir} from update {meta['update']} of {setup.config.num_updates}")
+        return states, int(meta["update"])
+    if setup.resumed:
+        say(f"Resuming {setup.run_dir}: no checkpoint yet, starting from update 0")
+    return runner.init(batched_keys(setup.seed, setup.num_seeds)), 0
+
+
+def train_command(cmd: Train) -> int:
+    """Train (or resume) a run: chunks of `checkpoint_every` updates, each followed by a metrics flush and a save."""
+    from purejaxppo.checkpoint import Checkpointer, RunLayout, checkpoint_dir
+    from purejaxppo.logs import METRICS_FILE, SUMMARY_FILE, RunLog, truncate_records, write_json
+    from purejaxppo.progress import ProgressBar, chunk_runner, progress_enabled
+
+    _check_positive("num-seeds", cmd.num_seeds)
+    _check_positive("checkpoint-every", cmd.checkpoint_every)
+    _check_positive("stop-after", cmd.stop_after)
+    setup = setup_resumed_run(cmd) if cmd.resume is not None else setup_new_run(cmd)
+    config, run_dir = setup.config, setup.run_dir
+    layout = RunLayout(config, setup.num_seeds, setup.seed)
+    runner = chunk_runner(config)
+    say = (lambda *a: None) if cmd.quiet else (lambda *a: print(*a, flush=True))
+
+    with Checkpointer(checkpoint_dir(run_dir)) as ckpt:
+        states, start = initial_states(setup, runner, ckpt, say)
+        truncate_records(run_dir / METRICS_FILE, start)  # drop metrics of updates after the checkpoint
+        say(f"Training {config.env_name}: {setup.num_seeds} seed(s) x {config.num_updates} updates x "
+            f"{config.batch_size} steps ({config.timesteps_trained:,} steps per seed), checkpoint every "
+            f"{setup.checkpoint_every} updates -> {run_dir} (compiling...)")
+        log = RunLog(run_dir, config.to_dict(), setup.run_id, start * config.batch_size, cmd.tensorboard, cmd.wandb,
+                     cmd.wandb_mode, quiet=cmd.quiet)
+        bar = ProgressBar(config.timesteps_trained, start * config.batch_size, setup.num_seeds,
+                          enabled=progress_enabled(cmd.quiet),
+                          desc=config.env_name + (f" x{setup.num_seeds}" if setup.num_seeds > 1 else ""))
+        t0, update = time.time(), start
+        end = config.num_updates if cmd.stop_after is None else min(cmd.stop_after, config.num_updates)
+        try:
+            while update < end:
+                n = min(setup.checkpoint_every, end - update)
+                states, metrics = runner.run(states, n, sink=bar)
+                log.write(metrics)  # metrics first: a crash before the save only repeats this chunk
+                ckpt.save(states, layout)
+                update += n
+        except KeyboardInterrupt:
+            bar.close()
+            print(f"interrupted after update {update}; continue with: purejaxppo train --resume {run_dir}",
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED
+        finally:
+            bar.close()
+            log.close()
+    wall = time.time() - t0
+    summary = summarize(setup, update, wall, (update - start) * config.batch_size * setup.num_seeds)
+    write_json(run_dir / SUMMARY_FILE, summary)
+    print(summary_line(summary, run_dir), flush=True)
+    if not summary["complete"]:
+        print(f"stopped at update {update} of {config.num_updates}; continue with: purejaxppo train --resume "
+              f"{run_dir}", flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- other commands
+def eval_command(cmd: Eval) -> int:
+    """Print the returns of `cmd.episodes` episodes of a checkpointed policy; optionally render one to a GIF."""
+    import jax
+    import numpy as np
+
+    from purejaxppo.checkpoint import load_policy
+
+    _check_positive("episodes", cmd.episodes)
+    _check_positive("gif-max-steps", cmd.gif_max_steps)
+    loaded = load_policy(cmd.path, seed_index=cmd.seed_index, deterministic=not cmd.sample)
+    if cmd.gif is not None:
+        from purejaxppo.plotting import check_gif_support
+
+        check_gif_support(loaded.config)  # fail before evaluating
+    returns = np.asarray(loaded.evaluate(cmd.episodes, jax.random.key(cmd.eval_seed)))
+    mode = "sampled" if cmd.sample else "greedy"
+    episodes = f"{cmd.episodes} episode{'s' if cmd.episodes != 1 else ''}"
+    print(f"{loaded.config.env_name} (update {loaded.update}, seed {cmd.seed_index}), {episodes}, "
+          f"{mode} actions: mean return {returns.mean():.2f} ± {returns.std():.2f} "
+          f"(min {returns.min():.2f}, max {returns.max():.2f})")
+    print("returns: " + " ".join(f"{r:.2f}" for r in returns))
+    if cmd.gif is not None:
+        from purejaxppo.plotting import render_gif
+
+        path, steps, ret = render_gif(loaded, cmd.gif, jax.random.key(cmd.eval_seed), cmd.gif_max_steps)
+        print(f"wrote {path} ({steps} steps, return {ret:.2f})")
+    return 0
+
+
+def plot_command(cmd: Plot) -> int:
+    from purejaxppo.plotting import plot_runs
+
+    if not cmd.runs:
+        raise UsageError("plot needs at least one run directory")
+    _check_positive("smooth", cmd.smooth)
+    out = cmd.out or (Path(cmd.runs[0]) / "learning_curves.png" if len(cmd.runs) == 1 else
+                      Path("learning_curves.png"))
+    path = plot_runs(cmd.runs, out, cmd.metric, cmd.smooth, cmd.labels, cmd.title)
+    print(f"wrote {path}")
+    return 0
+
+
+def list_envs_command(cmd: ListEnvs) -> int:
+    from purejaxppo.configs import shipped_config_names
+    from purejaxppo.envs import NEEDS_NETWORK, registered_env_names
+
+    shipped = set(shipped_config_names())
+    for name in registered_env_names():
+        note = " (downloads data: unusable offline)" if name in NEEDS_NETWORK else ""
+        print(f"{'*' if name in shipped else ' '} {name}{note}")
+    print("* = shipped config (purejaxppo/configs/<env>.toml); brax:<name> with the brax extra")
+    return 0
+
+
+_DISPATCH = {Train: train_command, Eval: eval_command, Plot: plot_command, ListEnvs: list_envs_command}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 bad input or unusable checkpoint, 130 interrupted)."""
+    from purejaxppo.checkpoint import CheckpointError
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = os.environ.get("PUREJAXPPO_DEBUG", "") not in ("", "0")
+    try:
+        cmd = parse(argv)
+        return _DISPATCH[type(cmd)](cmd)
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else 0
+    except BrokenPipeError:  # `purejaxppo ... | head`: the reader left; exit quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (ValueError, CheckpointError) as e:
+        if debug:
+            raise
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""Shipped PPO configs, one TOML file per environment (``purejaxppo/configs/<EnvName>.toml``), and their loader.
+
+A config file holds `PPOConfig` fields at the top level (``learning_rate = 5e-4``) and, optionally, an
+``[env_kwargs]`` table; fields it leaves out take `PPOConfig`'s defaults. Each shipped file says in its header comment
+what its settings are based on.
+
+    load_config("Breakout-MinAtar")        # the shipped file
+    load_config("my/tuned.toml")           # any TOML file (or a run's config.json)
+    load_config("DeepSea-bsuite")          # no shipped file: PPOConfig defaults with that env_name
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from purejaxppo.config import PPOConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent
+CONFIG_SUFFIXES = (".toml", ".json")
+
+
+def shipped_config_names() -> list[str]:
+    """Environment ids that have a shipped config, sorted."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+
+
+def shipped_config_path(env_name: str) -> Path | None:
+    """The shipped config file for `env_name`, or None if there is none."""
+    path = CONFIG_DIR / f"{env_name}.toml"
+    return path if path.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            raise ValueError(f"reading {path} needs Python >= 3.11 or the 'tomli' package") from None
+    with open(path, "rb") as f:
+        try:
+            return tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path} is not valid TOML: {e}") from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The raw mapping of field names to values in a ``.toml`` or ``.json`` config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {str(path)!r} does not exist")
+    if path.suffix == ".json":
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON: {e}") from None
+    elif path.suffix == ".toml":
+        values = _read_toml(path)
+    else:
+        raise ValueError(f"config file {str(path)!r} must end in one of {list(CONFIG_SUFFIXES)}")
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a table of PPOConfig fields, got {type(values).__name__}")
+    return values
+
+
+def config_from_file(path: str | Path) -> PPOConfig:
+    """A validated `PPOConfig` from a config file; errors name the file and the field."""
+    values = read_config_file(path)
+    try:
+        return PPOConfig.from_dict(values)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def is_config_path(name: str | Path) -> bool:
+    """Whether `name` means a file (it ends in .toml/.json or contains a path separator) rather than an env id."""
+    text = str(name)
+    return isinstance(name, Path) or text.endswith(CONFIG_SUFFIXES) or "/" in text or "\\" in text
+
+
+def load_config(env_name_or_path: str | Path) -> PPOConfig:
+    """The config for an environment id or a config file.
+
+    Args:
+      env_name_or_path: a gymnax environment id (its shipped config, or `PPOConfig` defaults with that env_name when
+        none ships), or the path of a ``.toml``/``.json`` config file.
+
+    Raises:
+      ValueError: naming the file or field at fault, or listing the registered environments for an unknown id.
+    """
+    if is_config_path(env_name_or_path):
+        return config_from_file(env_name_or_path)
+    path = shipped_config_path(str(env_name_or_path))
+    if path is not None:
+        return config_from_file(path)
+    return PPOConfig(env_name=str(env_name_or_path))
+
+
+__all__ = [
+    "CONFIG_DIR",
+    "config_from_file",
+    "is_config_path",
+    "load_config",
+    "read_config_file",
+    "shipped_config_names",
+    "shipped_config_path",
+]

@@ -1,0 +1,229 @@
+"""Learning curves from run directories: per run, the mean over seeds with a 95% bootstrap band, and the IQM.
+
+For each run and each update: the mean over seeds (solid line), a 95% percentile-bootstrap confidence interval of
+that mean (resampling seeds with replacement, shaded), and the interquartile mean over seeds (dashed: the mean of
+the middle 50% of seeds, Agarwal et al. 2021, robust to outlier seeds; with fewer than 4 seeds it equals the mean).
+Updates where a seed finished no episode (NaN) are skipped for that seed. Several runs share one figure.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from purejaxppo.logs import CONFIG_FILE, METRICS_FILE, curves, read_json, read_records
+
+NUM_BOOTSTRAP = 1000
+
+
+class Curve(NamedTuple):
+    """One run's aggregated curve; every array is [U] over updates."""
+
+    label: str
+    env_steps: np.ndarray
+    mean: np.ndarray
+    low: np.ndarray  # 2.5th percentile of the bootstrapped mean
+    high: np.ndarray  # 97.5th percentile
+    iqm: np.ndarray
+    num_seeds: int
+
+
+def iqm(values: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Interquartile mean along `axis`: drop floor(n/4) values from each end, average the rest (NaNs ignored)."""
+    values = np.moveaxis(np.asarray(values, np.float64), axis, 0)
+    out = np.full(values.shape[1:], np.nan)
+    for idx in np.ndindex(out.shape):
+        column = values[(slice(None), *idx)]
+        column = np.sort(column[np.isfinite(column)])
+        cut = column.size // 4
+        if column.size:
+            out[idx] = column[cut:column.size - cut].mean()
+    return out
+
+
+def bootstrap_ci(values: np.ndarray, num_samples: int = NUM_BOOTSTRAP, level: float = 0.95, seed: int = 0
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile-bootstrap interval of the mean over axis 0 of ``values [S, U]`` (seeds resampled jointly across
+    updates). Returns ``(low [U], high [U])``; NaN where no seed has a value."""
+    values = np.asarray(values, np.float64)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, values.shape[0], size=(num_samples, values.shape[0]))
+    with warnings.catch_warnings():  # all-NaN columns (no seed finished an episode yet) stay NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = np.nanmean(values[idx], axis=1)  # [B, U]
+        tail = (1.0 - level) / 2
+        return np.nanquantile(means, tail, axis=0), np.nanquantile(means, 1.0 - tail, axis=0)
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average over the last axis, NaN-aware (window 1: unchanged)."""
+    if window <= 1:
+        return values
+    finite = np.isfinite(values)
+    total = np.cumsum(np.where(finite, values, 0.0), axis=-1)
+    count = np.cumsum(finite, axis=-1)
+    total[..., window:] = total[..., window:] - total[..., :-window]
+    count[..., window:] = count[..., window:] - count[..., :-window]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def run_label(run_dir: Path) -> str:
+    """``<run dir name> (<env>)``; the env comes from the run's config.json when present."""
+    try:
+        env = read_json(run_dir / CONFIG_FILE)["env_name"]
+    except (ValueError, KeyError, TypeError):
+        return run_dir.name
+    return run_dir.name if env in run_dir.name else f"{run_dir.name} ({env})"
+
+
+def load_curve(run_dir: str | Path, metric: str = "episode_return", window: int = 1, label: str | None = None
+               ) -> Curve:
+    """Aggregate one run's metrics.jsonl into a `Curve`."""
+    run_dir = Path(run_dir)
+    records = read_records(run_dir / METRICS_FILE)
+    if not records:
+        raise ValueError(f"{run_dir} has no metrics ({METRICS_FILE} is missing or empty)")
+    steps, values = curves(records, metric)
+    values = smooth(values, window)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(values, axis=0)
+    low, high = bootstrap_ci(values)
+    return Curve(label or run_label(run_dir), steps, mean, low, high, iqm(values, 0), values.shape[0])
+
+
+def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = "episode_return", window: int = 1,
+              labels: Sequence[str] | None = None, title: str | None = None) -> Path:
+    """Draw every run's curve on one figure and save it as a PNG at `out`. Returns the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if labels is not None and len(labels) != len(run_dirs):
+        raise ValueError(f"--labels needs one label per run ({len(run_dirs)}), got {len(labels)}")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    try:
+        for i, run_dir in enumerate(run_dirs):
+            c = load_curve(run_dir, metric, window, None if labels is None else labels[i])
+            color = f"C{i % 10}"
+            ax.plot(c.env_steps, c.mean, color=color, lw=1.8, label=f"{c.label}: mean of {c.num_seeds} seeds")
+            if c.num_seeds > 1:
+                ax.fill_between(c.env_steps, c.low, c.high, color=color, alpha=0.2, lw=0)
+                note = "" if c.num_seeds >= 4 else " (= mean for < 4 seeds)"
+                ax.plot(c.env_steps, c.iqm, color=color, lw=1.2, ls="--", label=f"{c.label}: IQM{note}")
+        from matplotlib.ticker import EngFormatter
+
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 100k, 1M
+        ax.set_xlabel("environment steps (per seed)")
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.set_title(title or "Learning curves (shaded: 95% bootstrap CI of the mean)", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+        fig.tight_layout()
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=120, format="png")
+    finally:
+        plt.close(fig)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------ GIFs
+# Environments gymnax.visualize.Visualizer can draw (gymnax 1.0.1); the classic-control ones render through
+# gymnasium, which needs pygame.
+GIF_ENVS = (
+    "Acrobot-v1", "CartPole-v1", "Pendulum-v1", "MountainCar-v0", "MountainCarContinuous-v0", "Catch-bsuite",
+    "Asterix-MinAtar", "Breakout-MinAtar", "Freeway-MinAtar", "Seaquest-MinAtar", "SpaceInvaders-MinAtar",
+    "Pong-misc", "PointRobot-misc", "MetaMaze-misc", "FourRooms-misc",
+)
+CLASSIC_CONTROL = GIF_ENVS[:5]
+
+
+def _base_state(state):
+    """The unwrapped environment's state inside `envs.EpisodeStatisticsState`."""
+    from purejaxppo.envs import EpisodeStatisticsState
+
+    while isinstance(state, EpisodeStatisticsState):
+        state = state.env_state
+    return state
+
+
+def play_episode(loaded, key, max_steps: int) -> tuple[list, list[float]]:
+    """One episode of a `LoadedPolicy` (feed-forward) in a single environment.
+
+    Returns ``(states, cumulative returns)``: the unwrapped environment state before each step and the return so far
+    after it, at most `max_steps` of each.
+    """
+    import jax
+
+    from purejaxppo.evaluate import policy_action
+    from purejaxppo.rollout import batch_action_mask, observe
+
+    env, env_params, network, config = loaded.env, loaded.env_params, loaded.network, loaded.config
+
+    @jax.jit
+    def step(state, obs, key):
+        key_action, key_env = jax.random.split(key)
+        mask = batch_action_mask(env, env_params, jax.tree.map(lambda x: x[None], state),
+                                 loaded.spec.has_action_mask)
+        pi = network.apply(loaded.params, observe(config, loaded.obs_stats, obs[None]), mask, method="policy")
+        action = policy_action(pi, key_action, True)[0]
+        obs, state, reward, terminated, truncated, _ = env.step(key_env, state, action, env_params)
+        return state, obs, reward, terminated | truncated
+
+    key_reset, key_run = jax.random.split(key)
+    obs, state = jax.jit(env.reset)(key_reset, env_params)
+    states, returns, total = [], [], 0.0
+    for t in range(max_steps):
+        states.append(jax.device_get(_base_state(state)))
+        state, obs, reward, done = step(state, obs, jax.random.fold_in(key_run, t))
+        total += float(reward)
+        returns.append(total)
+        if bool(done):
+            break
+    return states, returns
+
+
+def check_gif_support(config) -> None:
+    """Raise a ValueError naming the supported environments if a GIF of `config`'s run cannot be drawn."""
+    name = config.env_name
+    if name not in GIF_ENVS:
+        raise ValueError(f"--gif: gymnax's visualiser cannot draw {name}; it supports {', '.join(GIF_ENVS)}")
+    if name in CLASSIC_CONTROL:
+        # gymnasium draws with pygame off screen; without these SDL looks for a display and a sound card.
+        for var, value in (("SDL_VIDEODRIVER", "dummy"), ("SDL_AUDIODRIVER", "dummy"),
+                           ("PYGAME_HIDE_SUPPORT_PROMPT", "1")):
+            os.environ.setdefault(var, value)
+        try:
+            import gymnasium  # noqa: F401
+            import pygame  # noqa: F401
+        except ModuleNotFoundError as e:
+            raise ValueError(f"--gif for {name} renders through gymnasium and needs {e.name}: "
+                             "pip install 'gymnasium[classic-control]'") from None
+    if config.network == "gru":
+        raise ValueError("--gif supports feed-forward networks (mlp, cnn); this run uses network='gru'")
+
+
+def render_gif(loaded, out: str | Path, key, max_steps: int = 300) -> tuple[Path, int, float]:
+    """Render one greedy episode of a `LoadedPolicy` to a GIF with gymnax's `Visualizer`.
+
+    Returns ``(path, steps, return)``. Raises a ValueError (see `check_gif_support`) when it cannot be drawn.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    check_gif_support(loaded.config)
+    from gymnax.visualize import Visualizer
+
+    states, returns = play_episode(loaded, key, max_steps)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Visualizer(loaded.env.unwrapped, loaded.env_params, states, returns).animate(str(out))
+    return out, len(states), returns[-1] if returns else 0.0

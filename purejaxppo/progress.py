@@ -1,0 +1,185 @@
+"""Chunked training of S seeds with live progress: one compiled program, host callbacks from inside the loop.
+
+`make_train` stays pure (no callbacks). For the command line, `ChunkRunner` compiles one program
+
+    chunk(states [S], n) = fori_loop(0, n, body, states)
+    body(states)         = states, metrics = vmap(update)(states)        # metrics: {name: [S]}
+                           io_callback(sink, None, metrics, ordered=True)
+
+Ordered `io_callback` cannot sit under `vmap`, so the loop runs over updates *outside* the vmap over seeds, and the
+callback receives the whole batch of seeds at once. ``n`` is a traced argument (the loop is a `while_loop`), so
+every chunk, including a shorter last one, and any ``--checkpoint-every`` reuse the same executable: one compile per
+config and seed count. The callback fires after every update, in order; it streams the metrics to the host (the
+program returns only the states) and drives the progress bar. It is part of the program whether or not a bar is
+shown, so ``--quiet`` runs compute exactly what visible runs compute.
+
+The update counter is in the state and every random key derives from it, so running chunks back to back, or
+restoring a checkpoint between them, is bit-identical to one long run.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import jax
+import numpy as np
+from jax.experimental import io_callback
+
+from purejaxppo.config import PPOConfig
+
+Metrics = dict[str, np.ndarray]
+Sink = Callable[[Metrics], None]
+
+
+class ChunkRunner:
+    """Runs `n` updates of a batch of seeds, streaming each update's metrics ``{name: [S]}`` to a sink.
+
+    Attributes:
+      config: the run's `PPOConfig` (closed over: its float leaves are compile-time constants).
+      fns: its `TrainFunctions`.
+    """
+
+    def __init__(self, config: PPOConfig, fns=None):
+        from purejaxppo.train import make_train_functions
+
+        self.config = config
+        self.fns = make_train_functions(config) if fns is None else fns
+        self._sink: Sink | None = None
+        self._lock = threading.Lock()
+        self._init = jax.jit(lambda keys: strong_types(jax.vmap(lambda key: self.fns.init(key, config))(keys)))
+        self._chunk = jax.jit(self._chunk_fn, donate_argnums=0)
+
+    def _emit(self, metrics: dict[str, Any]) -> None:
+        sink = self._sink
+        if sink is not None:
+            sink({k: np.asarray(v) for k, v in metrics.items()})
+
+    def _chunk_fn(self, states, num_updates):
+        config, update = self.config, self.fns.update
+
+        def body(_, s):
+            s, metrics = jax.vmap(lambda x: update(x, config))(s)
+            io_callback(self._emit, None, {**metrics, "update": s.update}, ordered=True)
+            return s
+
+        return jax.lax.fori_loop(0, num_updates, body, states)
+
+    def init(self, keys: jax.Array):
+        """The batched [S] initial states for typed keys [S]."""
+        return self._init(keys)
+
+    def run(self, states, num_updates: int, sink: Sink | None = None) -> tuple[Any, Metrics]:
+        """Run `num_updates` updates from `states` (donated: do not reuse them).
+
+        Args:
+          states: batched [S] `TrainState`.
+          num_updates: updates to run (any value >= 0; never recompiles).
+          sink: also called with each update's metrics ``{name: [S]}`` (plus "update"), in order, while it runs.
+
+        Returns:
+          ``(states, metrics)`` with metrics ``{name: [num_updates, S]}``, "update" holding each update's number.
+        """
+        rows: list[Metrics] = []
+
+        def collect(m: Metrics) -> None:
+            rows.append(m)
+            if sink is not None:
+                sink(m)
+
+        with self._lock:  # one chunk at a time per runner: the sink is shared by the compiled program
+            self._sink = collect
+            try:
+                states = self._chunk(states, np.int32(num_updates))
+                jax.block_until_ready(states)
+                jax.effects_barrier()
+            finally:
+                self._sink = None
+        if len(rows) != num_updates:
+            raise RuntimeError(f"expected {num_updates} progress callbacks, got {len(rows)}")
+        return states, stack_metrics(rows)
+
+    def compiled_count(self) -> int:
+        """How many executables the chunk function holds (1 per seed count)."""
+        return self._chunk._cache_size()
+
+
+def strong_types(tree):
+    """`tree` with weakly typed leaves (e.g. gymnax's ``time=0``) made strongly typed, dtype unchanged.
+
+    States restored from a checkpoint are strongly typed; making fresh ones so too gives both the same abstract
+    signature, so starting and resuming share one executable.
+    """
+
+    def strong(x):
+        return x if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else jax.lax.convert_element_type(x, x.dtype)
+
+    return jax.tree.map(strong, tree)
+
+
+def stack_metrics(rows: list[Metrics]) -> Metrics:
+    """``[{name: [S]}] * n -> {name: [n, S]}`` (empty input gives an empty dict)."""
+    if not rows:
+        return {}
+    return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+@functools.lru_cache(maxsize=8)
+def chunk_runner(config: PPOConfig) -> ChunkRunner:
+    """The (cached) runner for `config`: repeated runs in one process share its compiled program."""
+    return ChunkRunner(config)
+
+
+# ---------------------------------------------------------------------------------------------------------- bar
+def progress_enabled(quiet: bool, stream: TextIO | None = None) -> bool:
+    """A bar is shown unless `quiet` or the stream (stderr) is not a terminal."""
+    stream = sys.stderr if stream is None else stream
+    return not quiet and hasattr(stream, "isatty") and stream.isatty()
+
+
+def return_summary(returns: np.ndarray) -> str:
+    """``"mean±std"`` of the seeds' latest episode returns [S], ignoring seeds with no finished episode."""
+    finite = returns[np.isfinite(returns)]
+    if finite.size == 0:
+        return "n/a"
+    if finite.size == 1:
+        return f"{finite[0]:.4g}"
+    return f"{finite.mean():.4g}±{finite.std():.2g}"
+
+
+class ProgressBar:
+    """A tqdm bar over environment steps (all seeds move together), with the latest mean return across seeds.
+
+    Call it with each update's metrics ``{name: [S]}``; it shows steps, steps per second, ETA and
+    ``return=mean±std`` over seeds (each seed's return of the episodes that finished in its latest update that
+    finished any). The bar opens at the first update, so compile time does not distort the rate and the ETA.
+    """
+
+    def __init__(self, total_steps: int, initial_steps: int = 0, num_seeds: int = 1, enabled: bool = True,
+                 desc: str = "train", file: TextIO | None = None):
+        self._options = {"total": total_steps, "unit": "step", "unit_scale": True, "desc": desc,
+                         "disable": not enabled, "dynamic_ncols": True, "file": file, "smoothing": 0.1, "leave": True}
+        self._last = np.full((num_seeds,), np.nan)
+        self._steps = initial_steps
+        self.bar = None
+
+    def __call__(self, metrics: Metrics) -> None:
+        steps = int(np.asarray(metrics["env_steps"]).reshape(-1)[0])
+        returns = np.asarray(metrics["episode_return"], np.float64).reshape(-1)
+        self._last = np.where(np.isfinite(returns), returns, self._last)  # keep a seed's last known return
+        postfix = f"update={int(np.asarray(metrics['update']).reshape(-1)[0])} return={return_summary(self._last)}"
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(initial=steps, postfix=postfix, **self._options)
+        else:
+            self.bar.set_postfix_str(postfix, refresh=False)
+            self.bar.update(max(steps - self._steps, 0))
+        self._steps = steps
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,93 @@
+"""Live progress: the chunk program's io_callback fires once per update, in order; make_train has no callbacks.
+
+Uses the same tiny CartPole config (and seed count) as tests/test_cli.py and tests/test_checkpoint.py, so the
+chunk program compiles once per pytest process (`progress.chunk_runner` caches it).
+"""
+
+import io
+
+import jax
+import numpy as np
+import pytest
+
+from purejaxppo import PPOConfig, make_train
+from purejaxppo.checkpoint import batched_keys
+from purejaxppo.progress import ProgressBar, chunk_runner, progress_enabled, return_summary, stack_metrics
+
+TINY = PPOConfig(num_envs=4, num_steps=16, total_timesteps=1280)  # == the CLI tests' config
+NUM_SEEDS = 2
+
+
+def _primitive_names(jaxpr) -> set[str]:
+    """Every primitive name in a (closed) jaxpr, recursing into sub-jaxprs (jit, scan, while, cond, ...)."""
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+    names = set()
+    for eqn in jaxpr.eqns:
+        names.add(eqn.primitive.name)
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (list, tuple)) else [value]:
+                if hasattr(sub, "eqns") or hasattr(getattr(sub, "jaxpr", None), "eqns"):
+                    names |= _primitive_names(sub)
+    return names
+
+
+@pytest.mark.timeout(120)
+def test_callback_fires_once_per_update_in_order_and_one_compile():
+    runner = chunk_runner(TINY)
+    seen = []
+    states = runner.init(batched_keys(0, NUM_SEEDS))
+    states, m1 = runner.run(states, 3, sink=lambda m: seen.append(m["update"].tolist()))
+    states, m2 = runner.run(states, 2, sink=lambda m: seen.append(m["update"].tolist()))
+    assert seen == [[u] * NUM_SEEDS for u in range(1, 6)]
+    assert m1["episode_return"].shape == (3, NUM_SEEDS) and m2["update"].tolist() == [[4, 4], [5, 5]]
+    assert np.all(m2["env_steps"] == m2["update"] * TINY.batch_size)
+    assert runner.compiled_count() == 1  # chunk lengths 3 and 2 share one executable
+    states, m0 = runner.run(states, 0)
+    assert m0 == {} and int(states.update[0]) == 5
+
+
+@pytest.mark.timeout(120)
+def test_chunks_are_bit_identical_to_one_long_chunk():
+    runner = chunk_runner(TINY)
+    once, metrics_once = runner.run(runner.init(batched_keys(0, NUM_SEEDS)), 5)
+    chunked, m_a = runner.run(runner.init(batched_keys(0, NUM_SEEDS)), 2)
+    chunked, m_b = runner.run(chunked, 3)
+    for a, b in zip(jax.tree.leaves(once.params), jax.tree.leaves(chunked.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    joined = {k: np.concatenate([m_a[k], m_b[k]]) for k in m_a}
+    for k in metrics_once:
+        np.testing.assert_array_equal(metrics_once[k], joined[k])
+
+
+@pytest.mark.timeout(60)
+def test_make_train_is_pure_and_the_chunk_program_calls_back():
+    pure = _primitive_names(jax.make_jaxpr(make_train(TINY))(jax.random.key(0)))
+    assert "while" in pure or "scan" in pure  # the walker does reach inside the training loop
+    assert not {n for n in pure if "callback" in n}, "make_train must not contain host callbacks"
+    runner = chunk_runner(TINY)
+    abstract = jax.eval_shape(runner.init, batched_keys(0, NUM_SEEDS))
+    chunk = _primitive_names(jax.make_jaxpr(runner._chunk_fn)(abstract, np.int32(1)))
+    assert any("callback" in n for n in chunk)
+
+
+def test_progress_bar_shows_steps_and_return_across_seeds():
+    out = io.StringIO()
+    bar = ProgressBar(total_steps=640, num_seeds=2, enabled=True, file=out, desc="CartPole-v1")
+    for u in (1, 2):
+        bar({"update": np.array([u, u]), "env_steps": np.array([64 * u] * 2),
+             "episode_return": np.array([10.0 * u, np.nan])})
+    bar.close()
+    text = out.getvalue()
+    assert "CartPole-v1" in text and "128/640" in text and "return=20" in text and "update=2" in text
+
+
+def test_progress_off_when_quiet_or_not_a_terminal():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert progress_enabled(False, Tty()) and not progress_enabled(True, Tty())
+    assert not progress_enabled(False, io.StringIO())
+    assert return_summary(np.array([np.nan, np.nan])) == "n/a"
+    assert return_summary(np.array([1.0, 3.0])) == "2±1"
+    assert stack_metrics([]) == {}
