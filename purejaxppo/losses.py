@@ -32,9 +32,13 @@ class LossInfo(NamedTuple):
     clip_fraction: jax.Array
 
 
-def standardize(x: jax.Array, eps: float = 1e-8) -> jax.Array:
-    """``(x - mean) / (std + eps)`` over all elements."""
-    return (x - x.mean()) / (x.std() + eps)
+def standardize(x: jax.Array, eps: float = 1e-8, axis_name=None) -> jax.Array:
+    """``(x - mean) / (std + eps)`` over all elements (of every device's equal-sized `x`, with `axis_name`)."""
+    if axis_name is None:
+        return (x - x.mean()) / (x.std() + eps)
+    mean = jax.lax.pmean(x.mean(), axis_name)
+    std = jnp.sqrt(jax.lax.pmean(jnp.square(x - mean).mean(), axis_name))
+    return (x - mean) / (std + eps)
 
 
 def policy_loss_terms(log_ratio: jax.Array, advantages: jax.Array, clip_param, objective: str) -> jax.Array:
@@ -66,13 +70,15 @@ def ppo_loss_terms(
     targets: jax.Array,
     entropy: jax.Array,
     config,
+    axis_name=None,
 ) -> tuple[jax.Array, LossInfo]:
     """The whole objective from per-sample arrays (all shape [B]).
 
     Uses config.clip_param, vf_coeff, entropy_coeff, normalize_advantages, clip_value_loss and policy_objective.
+    With `axis_name` (data parallelism), advantages are standardised with the statistics of all devices' samples.
     """
     if config.normalize_advantages:
-        advantages = standardize(advantages)
+        advantages = standardize(advantages, axis_name=axis_name)
     log_ratio = log_prob - old_log_prob
     policy_loss = policy_loss_terms(log_ratio, advantages, config.clip_param, config.policy_objective).mean()
     value_loss = value_loss_terms(values, old_values, targets, config.clip_param, config.clip_value_loss).mean()
@@ -89,7 +95,7 @@ def ppo_loss_terms(
     return loss, info
 
 
-def actor_critic_loss(params, network, minibatch, config) -> tuple[jax.Array, LossInfo]:
+def actor_critic_loss(params, network, minibatch, config, axis_name=None) -> tuple[jax.Array, LossInfo]:
     """`ppo_loss_terms` for a feed-forward `ActorCritic` on a flat minibatch (an `update.Batch` of shape [B])."""
     pi, values = network.apply(params, minibatch.obs, minibatch.action_mask)
     return ppo_loss_terms(
@@ -101,4 +107,5 @@ def actor_critic_loss(params, network, minibatch, config) -> tuple[jax.Array, Lo
         minibatch.target,
         pi.entropy(),
         config,
+        axis_name,
     )

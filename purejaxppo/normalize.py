@@ -30,11 +30,20 @@ class RunningStats:
         return cls(jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32), jnp.asarray(EPSILON, jnp.float32))
 
 
-def update_stats(stats: RunningStats, batch: jax.Array) -> RunningStats:
-    """Fold ``batch [B, *shape]`` into `stats` (exact parallel update of mean and variance)."""
+def update_stats(stats: RunningStats, batch: jax.Array, axis_name=None) -> RunningStats:
+    """Fold ``batch [B, *shape]`` into `stats` (exact parallel update of mean and variance).
+
+    With `axis_name` (inside `shard_map`, B samples on each device), the batch is the union of every device's, so the
+    statistics stay identical on all devices.
+    """
     batch_mean = jnp.mean(batch, axis=0)
     batch_var = jnp.var(batch, axis=0)
-    batch_count = jnp.asarray(batch.shape[0], jnp.float32)
+    batch_count = batch.shape[0]
+    if axis_name is not None:  # equal-sized shards: mean of means, and of variances about the global mean
+        global_mean = jax.lax.pmean(batch_mean, axis_name)
+        batch_var = jax.lax.pmean(batch_var + jnp.square(batch_mean - global_mean), axis_name)
+        batch_mean, batch_count = global_mean, batch_count * jax.lax.psum(1, axis_name)
+    batch_count = jnp.asarray(batch_count, jnp.float32)
     delta = batch_mean - stats.mean
     total = stats.count + batch_count
     mean = stats.mean + delta * batch_count / total
@@ -60,11 +69,11 @@ class RewardNormState:
 
 
 def normalize_rewards(
-    state: RewardNormState, rewards: jax.Array, dones: jax.Array, gamma, clip
+    state: RewardNormState, rewards: jax.Array, dones: jax.Array, gamma, clip, axis_name=None
 ) -> tuple[RewardNormState, jax.Array]:
     """Scale ``rewards [T, N]`` by the running std of the discounted return; ``dones [T, N]`` restart the return.
 
-    Returns the updated state and the scaled, clipped rewards [T, N].
+    Returns the updated state and the scaled, clipped rewards [T, N]. `axis_name`: as in `update_stats`.
     """
 
     def accumulate(ret, step):
@@ -73,6 +82,6 @@ def normalize_rewards(
         return jnp.where(done_t, 0.0, ret), ret
 
     final_return, returns = jax.lax.scan(accumulate, state.discounted_return, (rewards, dones))
-    stats = update_stats(state.stats, returns.reshape(-1))
+    stats = update_stats(state.stats, returns.reshape(-1), axis_name)
     scaled = jnp.clip(rewards / jnp.sqrt(stats.var + EPSILON), -clip, clip)
     return RewardNormState(stats, final_return), scaled

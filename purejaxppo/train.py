@@ -99,33 +99,51 @@ class TrainFunctions(NamedTuple):
     network: Any
 
 
-def masked_mean(values: jax.Array, where: jax.Array) -> jax.Array:
+def _psum(x, axis_name):
+    """`x` summed over the devices of `axis_name` (unchanged when it is None)."""
+    return x if axis_name is None else jax.lax.psum(x, axis_name)
+
+
+def _global_var(x: jax.Array, axis_name) -> jax.Array:
+    """Variance of all elements (of every device's equal-sized `x`, with `axis_name`)."""
+    if axis_name is None:
+        return jnp.var(x)
+    mean = jax.lax.pmean(x.mean(), axis_name)
+    return jax.lax.pmean(jnp.square(x - mean).mean(), axis_name)
+
+
+def masked_mean(values: jax.Array, where: jax.Array, axis_name=None) -> jax.Array:
     """Mean of `values` over `where`; NaN (never a fake 0) when nothing is selected."""
-    count = where.sum()
-    return jnp.where(count > 0, jnp.sum(jnp.where(where, values, 0.0)) / jnp.maximum(count, 1), jnp.nan)
+    count = _psum(where.sum(), axis_name)
+    total = _psum(jnp.sum(jnp.where(where, values, 0.0)), axis_name)
+    return jnp.where(count > 0, total / jnp.maximum(count, 1), jnp.nan)
 
 
-def explained_variance(values: jax.Array, targets: jax.Array) -> jax.Array:
+def explained_variance(values: jax.Array, targets: jax.Array, axis_name=None) -> jax.Array:
     """1 - Var[G - V] / Var[G] (1 is perfect, 0 no better than a constant); NaN if the targets are constant."""
-    var_targets = jnp.var(targets)
-    return jnp.where(var_targets > 0, 1.0 - jnp.var(targets - values) / jnp.where(var_targets > 0, var_targets, 1.0),
-                     jnp.nan)
+    var_targets = _global_var(targets, axis_name)
+    residual_var = _global_var(targets - values, axis_name)
+    return jnp.where(var_targets > 0, 1.0 - residual_var / jnp.where(var_targets > 0, var_targets, 1.0), jnp.nan)
 
 
-def episode_metrics(transition: rollout_lib.Transition) -> dict[str, jax.Array]:
-    """Means over the episodes that finished during the rollout (NaN when none did) and their count."""
+def episode_metrics(transition: rollout_lib.Transition, axis_name=None) -> dict[str, jax.Array]:
+    """Means over the episodes that finished during the rollout (NaN when none did) and their count.
+
+    With `axis_name`, over the episodes of every device's environments.
+    """
     done = transition.terminated | transition.truncated
     return {
-        "episode_return": masked_mean(transition.episode_return, done),
-        "episode_length": masked_mean(transition.episode_length.astype(jnp.float32), done),
-        "episodes_finished": done.sum().astype(jnp.int32),
+        "episode_return": masked_mean(transition.episode_return, done, axis_name),
+        "episode_length": masked_mean(transition.episode_length.astype(jnp.float32), done, axis_name),
+        "episodes_finished": _psum(done.sum().astype(jnp.int32), axis_name),
     }
 
 
-def prepare_batch(network, params, config, transition, obs_stats, reward_state):
+def prepare_batch(network, params, config, transition, obs_stats, reward_state, axis_name=None):
     """Normalise, value the batch in one critic pass, and compute GAE.
 
-    Returns ``(Batch [T, N], obs_stats, reward_state)`` with the statistics updated from this rollout.
+    Returns ``(Batch [T, N], obs_stats, reward_state)`` with the statistics updated from this rollout (from every
+    device's rollout, with `axis_name`).
     """
     obs = rollout_lib.observe(config, obs_stats, transition.obs)
     final_obs = rollout_lib.observe(config, obs_stats, transition.final_obs)
@@ -134,9 +152,11 @@ def prepare_batch(network, params, config, transition, obs_stats, reward_state):
     rewards = transition.reward
     if config.normalize_rewards:
         dones = transition.terminated | transition.truncated
-        reward_state, rewards = normalize_rewards(reward_state, rewards, dones, config.gamma, config.reward_clip)
+        reward_state, rewards = normalize_rewards(
+            reward_state, rewards, dones, config.gamma, config.reward_clip, axis_name
+        )
     if config.normalize_observations:
-        obs_stats = update_stats(obs_stats, transition.obs.reshape((-1, *transition.obs.shape[2:])))
+        obs_stats = update_stats(obs_stats, transition.obs.reshape((-1, *transition.obs.shape[2:])), axis_name)
     advantages, targets = gae_advantages(
         rewards, values, next_values, transition.terminated, transition.truncated, config.gamma, config.gae_lambda
     )
@@ -144,15 +164,21 @@ def prepare_batch(network, params, config, transition, obs_stats, reward_state):
     return batch, obs_stats, reward_state
 
 
-def make_train_functions(config: PPOConfig, env=None, env_params=None) -> TrainFunctions:
+def make_train_functions(config: PPOConfig, env=None, env_params=None, axis_name: str | None = None) -> TrainFunctions:
     """Build the environment and network for `config` and return the pure pieces of a run.
 
     Every function takes the config again as an argument: its float leaves may be traced (a sweep), while its static
     fields must equal those of the config given here.
+
+    `axis_name` (default None: one device) is for data parallelism (`purejaxppo.parallel`): the functions then run
+    inside `shard_map` over that axis, `config.num_envs` is the number of environments *per device*, and environment
+    keys, gradients (`lax.pmean`), advantage and normalisation statistics and the metrics are global.
     """
     if not isinstance(config, PPOConfig):
         raise TypeError(f"make_train needs a PPOConfig, got {type(config).__name__}")
     if config.network == "gru":
+        if axis_name is not None:
+            raise ValueError("axis_name (data parallelism) supports feed-forward networks only, not network='gru'")
         from purejaxppo.recurrent import make_recurrent_train_functions
 
         return make_recurrent_train_functions(config, env, env_params)
@@ -167,12 +193,12 @@ def make_train_functions(config: PPOConfig, env=None, env_params=None) -> TrainF
 
     def init(key: jax.Array, cfg: PPOConfig = config) -> TrainState:
         check(cfg)
-        obs, env_state = rollout_lib.reset_envs(env, env_params, stream(key, STREAM_RESET), cfg.num_envs)
+        obs, env_state = rollout_lib.reset_envs(env, env_params, stream(key, STREAM_RESET), cfg.num_envs, axis_name)
         params = network.init(stream(key, STREAM_INIT), obs[:1])
         opt_state = make_optimizer(cfg).init(params)
         obs_stats = RunningStats.create(spec.obs_shape)
         if cfg.normalize_observations:  # start from the first observations rather than from nothing
-            obs_stats = update_stats(obs_stats, obs)
+            obs_stats = update_stats(obs_stats, obs, axis_name)
         return TrainState(
             params=params, opt_state=opt_state, env_state=env_state, obs=obs, obs_stats=obs_stats,
             reward_state=RewardNormState.create(cfg.num_envs), policy_carry=None, key=key,
@@ -185,28 +211,28 @@ def make_train_functions(config: PPOConfig, env=None, env_params=None) -> TrainF
         policy_fn = lambda obs, mask: network.apply(state.params, obs, mask, method="policy")  # noqa: E731
         transition, env_state, obs = rollout_lib.collect(
             policy_fn, env, env_params, cfg, spec, state.obs_stats, state.env_state, state.obs,
-            stream(state.key, STREAM_ACTIONS, u), stream(state.key, STREAM_ENV, u),
+            stream(state.key, STREAM_ACTIONS, u), stream(state.key, STREAM_ENV, u), axis_name,
         )
         batch, obs_stats, reward_state = prepare_batch(
-            network, state.params, cfg, transition, state.obs_stats, state.reward_state
+            network, state.params, cfg, transition, state.obs_stats, state.reward_state, axis_name
         )
         flat = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), batch)
-        loss_fn = lambda p, mb: actor_critic_loss(p, network, mb, cfg)  # noqa: E731
+        loss_fn = lambda p, mb: actor_critic_loss(p, network, mb, cfg, axis_name)  # noqa: E731
         params, opt_state, info = run_epochs(
             state.params, state.opt_state, flat, stream(state.key, STREAM_SHUFFLE, u), loss_fn,
-            make_optimizer(cfg), cfg,
+            make_optimizer(cfg), cfg, axis_name,
         )
         new_state = state.replace(
             params=params, opt_state=opt_state, env_state=env_state, obs=obs, obs_stats=obs_stats,
             reward_state=reward_state, update=u + 1,
         )
         metrics = {
-            **episode_metrics(transition),
+            **episode_metrics(transition, axis_name),
             **info.loss._asdict(),
-            "explained_variance": explained_variance(batch.value, batch.target),
+            "explained_variance": explained_variance(batch.value, batch.target, axis_name),
             "grad_norm": info.grad_norm,
             "learning_rate": learning_rate_at(cfg, u),
-            "env_steps": (u + 1) * cfg.batch_size,
+            "env_steps": (u + 1) * cfg.batch_size * _psum(1, axis_name),
         }
         if cfg.eval_every > 0:
             metrics["eval_return"] = _maybe_evaluate(new_state, cfg)
