@@ -118,9 +118,7 @@ class PPOConfig:
 
     def replace(self, **changes: Any) -> PPOConfig:
         """A copy with `changes` applied (and validated). Unknown names raise a `ValueError`."""
-        unknown = sorted(set(changes) - set(field_names()))
-        if unknown:
-            raise ValueError(f"PPOConfig has no field(s) {unknown}; fields are {list(field_names())}")
+        _check_field_names(changes)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,9 +138,7 @@ class PPOConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> PPOConfig:
         """Build from a mapping of field names, with clear errors for unknown names."""
-        unknown = sorted(set(values) - set(field_names()))
-        if unknown:
-            raise ValueError(f"PPOConfig has no field(s) {unknown}; fields are {list(field_names())}")
+        _check_field_names(values)
         return cls(**dict(values))
 
     # -------------------------------------------------------------------------------------------- derived sizes
@@ -178,6 +174,12 @@ class PPOConfig:
 
 def field_names() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(PPOConfig))
+
+
+def _check_field_names(names) -> None:
+    unknown = sorted(set(names) - set(field_names()))
+    if unknown:
+        raise ValueError(f"PPOConfig has no field(s) {unknown}; fields are {list(field_names())}")
 
 
 STATIC_FIELDS: tuple[str, ...] = tuple(n for n in field_names() if n not in HYPERPARAMETERS)
