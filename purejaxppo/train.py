@@ -258,7 +258,7 @@ def make_train_functions(config: PPOConfig, env=None, env_params=None, axis_name
 
 
 def make_train(config: PPOConfig, env=None, env_params=None) -> Callable[..., TrainOutput]:
-    """A jitted ``train(key, config=None) -> TrainOutput`` for `config`'s whole budget.
+    """A jitted ``train(key, hparams=None) -> TrainOutput`` for `config`'s whole budget.
 
     Args:
       config: the run's `PPOConfig`.
