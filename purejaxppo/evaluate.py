@@ -1,7 +1,7 @@
 """Evaluation on its own batch of environments with its own random stream: greedy by default.
 
-`make_evaluate` builds the pure function used inside training (`eval_every`); `evaluate` is the user-facing call on a
-finished `TrainState`. Each of `num_episodes` environments plays exactly one episode (its auto-reset is ignored); the
+`make_evaluate` builds the pure function used inside training (`eval_every`), for feed-forward and recurrent
+networks alike; `evaluate` is the user-facing call on a finished `TrainState`. Each of `num_episodes` environments plays exactly one episode (its auto-reset is ignored); the
 loop stops when all have finished or after the environment's `max_steps_in_episode`.
 """
 
@@ -21,12 +21,22 @@ def policy_action(pi, key: jax.Array, deterministic: bool) -> jax.Array:
 
 
 def make_evaluate(config, env, env_params, spec, network, num_episodes: int, deterministic: bool = True) -> Callable:
-    """``evaluate_fn(params, obs_stats, key) -> returns [num_episodes]`` (pure; jit and vmap freely)."""
-    if config.network == "gru":
-        from purejaxppo.recurrent import make_recurrent_evaluate
+    """``evaluate_fn(params, obs_stats, key) -> returns [num_episodes]`` (pure; jit and vmap freely).
 
-        return make_recurrent_evaluate(config, env, env_params, spec, network, num_episodes, deterministic)
+    Feed-forward networks act on the observation alone; the GRU (`config.network == "gru"`) carries its hidden state
+    from a fresh start, with the reset flag set on the first step only.
+    """
     max_steps = spec.max_steps_in_episode
+    if config.network == "gru":
+        initial_policy_state = lambda: network.initial_carry(num_episodes)  # noqa: E731
+
+        def act(params, hidden, obs, mask, first):
+            return network.apply(params, hidden, obs, jnp.broadcast_to(first, (num_episodes,)), mask, method="step")
+    else:
+        initial_policy_state = lambda: None  # noqa: E731
+
+        def act(params, policy_state, obs, mask, first):
+            return policy_state, network.apply(params, obs, mask, method="policy")
 
     def evaluate_fn(params, obs_stats, key):
         key_reset, key_run = jax.random.split(key)
@@ -34,20 +44,20 @@ def make_evaluate(config, env, env_params, spec, network, num_episodes: int, det
         zeros = jnp.zeros((num_episodes,), jnp.float32)
 
         def cond(carry):
-            t, _, _, finished, _ = carry
+            t, _, _, _, finished, _ = carry
             return jnp.logical_and(t < max_steps, ~jnp.all(finished))
 
         def body(carry):
-            t, env_state, obs, finished, returns = carry
+            t, env_state, obs, policy_state, finished, returns = carry
             key_action, key_env = jax.random.split(jax.random.fold_in(key_run, t))
             mask = batch_action_mask(env, env_params, env_state, spec.has_action_mask)
-            pi = network.apply(params, observe(config, obs_stats, obs), mask, method="policy")
+            policy_state, pi = act(params, policy_state, observe(config, obs_stats, obs), mask, t == 0)
             out = step_envs(env, env_params, env_state, policy_action(pi, key_action, deterministic), key_env)
             returns = returns + jnp.where(finished, 0.0, out.reward)
             finished = finished | out.terminated | out.truncated
-            return t + 1, out.env_state, out.obs, finished, returns
+            return t + 1, out.env_state, out.obs, policy_state, finished, returns
 
-        carry = (jnp.zeros((), jnp.int32), env_state, obs, zeros.astype(bool), zeros)
+        carry = (jnp.zeros((), jnp.int32), env_state, obs, initial_policy_state(), zeros.astype(bool), zeros)
         return jax.lax.while_loop(cond, body, carry)[-1]
 
     return evaluate_fn

@@ -26,7 +26,7 @@ One update (same streams and semantics as `purejaxppo.train`):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import distrax
@@ -36,14 +36,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from purejaxppo import rollout as rollout_lib
+from purejaxppo import train as train_lib
 from purejaxppo.config import PPOConfig
 from purejaxppo.envs import make_env
-from purejaxppo.evaluate import policy_action
+from purejaxppo.evaluate import make_evaluate
 from purejaxppo.gae import gae_advantages
 from purejaxppo.losses import LossInfo, ppo_loss_terms
 from purejaxppo.networks import ACTIVATIONS, MLPTorso, PolicyHead, _dense
-from purejaxppo.normalize import RewardNormState, RunningStats, normalize_rewards, update_stats
-from purejaxppo.update import Batch, learning_rate_at, make_optimizer, run_epochs
+from purejaxppo.normalize import RewardNormState
+from purejaxppo.update import Batch, make_optimizer, run_epochs
 
 
 # ------------------------------------------------------------------------------------------------------- network
@@ -179,25 +180,25 @@ def collect_recurrent(network, params, env, env_params, config, spec, obs_stats,
                       action_key: jax.Array, env_key: jax.Array):
     """`rollout.collect` for the GRU: also threads the hidden state and the reset flags through the steps.
 
-    Returns ``(transition [T, N], env_state, obs, carry)``; step t uses ``fold_in(action_key, t)`` and
-    ``fold_in(env_key, t)`` as `rollout.collect` does.
+    Returns ``(transition [T, N], env_state, obs, carry)``; the random numbers are drawn before the scan with
+    `rollout.draw_rollout_noise`, exactly as `rollout.collect` draws them.
     """
 
-    def step(state, t):
+    def step(state, noise: rollout_lib.StepNoise):
         env_state, obs, carry = state
-        key_action, key_env = jax.random.fold_in(action_key, t), jax.random.fold_in(env_key, t)
         mask = rollout_lib.batch_action_mask(env, env_params, env_state, spec.has_action_mask)
         hidden, pi = network.apply(params, carry.hidden, rollout_lib.observe(config, obs_stats, obs), carry.done,
                                    mask, method="step")
-        action, log_prob = rollout_lib.sample_per_env(pi, key_action)
-        out = rollout_lib.step_envs(env, env_params, env_state, action, key_env)
+        action, log_prob = rollout_lib.sample_with_noise(pi, noise.action)
+        out = rollout_lib.step_envs_keyed(env, env_params, env_state, action, noise.env_keys)
         transition = rollout_lib.Transition(
             obs, action, log_prob, out.reward, out.terminated, out.truncated, out.final_obs, mask,
             out.episode_return, out.episode_length,
         )
         return (out.env_state, out.obs, RecurrentCarry(hidden, out.terminated | out.truncated)), transition
 
-    (env_state, obs, carry), transition = jax.lax.scan(step, (env_state, obs, carry), jnp.arange(config.num_steps))
+    noise = rollout_lib.draw_rollout_noise(spec, action_key, env_key, config.num_steps, obs.shape[0])
+    (env_state, obs, carry), transition = jax.lax.scan(step, (env_state, obs, carry), noise)
     return transition, env_state, obs, carry
 
 
@@ -215,12 +216,7 @@ def prepare_sequences(network, params, config, transition, start: RecurrentCarry
     _, hidden = network.apply(params, start.hidden, obs, resets, method="hidden_states")
     values = network.apply(params, hidden, method="value_from_hidden")
     next_values = network.apply(params, hidden, final_obs, method="successor_value")
-    rewards = transition.reward
-    if config.normalize_rewards:
-        dones = transition.terminated | transition.truncated
-        reward_state, rewards = normalize_rewards(reward_state, rewards, dones, config.gamma, config.reward_clip)
-    if config.normalize_observations:
-        obs_stats = update_stats(obs_stats, transition.obs.reshape((-1, *transition.obs.shape[2:])))
+    rewards, obs_stats, reward_state = train_lib.normalize_rollout(config, transition, obs_stats, reward_state)
     advantages, targets = gae_advantages(
         rewards, values, next_values, transition.terminated, transition.truncated, config.gamma, config.gae_lambda
     )
@@ -233,33 +229,24 @@ def prepare_sequences(network, params, config, transition, start: RecurrentCarry
 # --------------------------------------------------------------------------------------------------- train pieces
 def make_recurrent_train_functions(config: PPOConfig, env=None, env_params=None):
     """`train.make_train_functions` for ``config.network == "gru"``; returns a `train.TrainFunctions`."""
-    from purejaxppo import train as train_lib  # train imports this module lazily; import it lazily too
     from purejaxppo.networks import make_network
 
     if config.network != "gru":
         raise ValueError(f"make_recurrent_train_functions needs network='gru', got {config.network!r}")
     env, env_params, spec = make_env(config, env, env_params)
     network = make_network(config, spec=spec)
-    static = jax.tree_util.tree_structure(config)
+    check = train_lib.static_check(config)
     stream = train_lib.stream
-
-    def check(cfg):
-        if jax.tree_util.tree_structure(cfg) != static:
-            raise ValueError("the config passed to a train function must have the same static fields "
-                             "(sizes, network, env) as the one given to make_train")
 
     def init(key: jax.Array, cfg: PPOConfig = config):
         check(cfg)
         obs, env_state = rollout_lib.reset_envs(env, env_params, stream(key, train_lib.STREAM_RESET), cfg.num_envs)
         carry = RecurrentCarry(network.initial_carry(cfg.num_envs), jnp.ones((cfg.num_envs,), bool))
         params = network.init(stream(key, train_lib.STREAM_INIT), carry.hidden[:1], obs[None, :1], carry.done[None, :1])
-        obs_stats = RunningStats.create(spec.obs_shape)
-        if cfg.normalize_observations:
-            obs_stats = update_stats(obs_stats, obs)
         return train_lib.TrainState(
             params=params, opt_state=make_optimizer(cfg).init(params), env_state=env_state, obs=obs,
-            obs_stats=obs_stats, reward_state=RewardNormState.create(cfg.num_envs), policy_carry=carry, key=key,
-            update=jnp.zeros((), jnp.int32),
+            obs_stats=train_lib.initial_obs_stats(cfg, spec, obs), reward_state=RewardNormState.create(cfg.num_envs),
+            policy_carry=carry, key=key, update=jnp.zeros((), jnp.int32),
         )
 
     def update(state, cfg: PPOConfig = config):
@@ -282,71 +269,14 @@ def make_recurrent_train_functions(config: PPOConfig, env=None, env_params=None)
             params=params, opt_state=opt_state, env_state=env_state, obs=obs, obs_stats=obs_stats,
             reward_state=reward_state, policy_carry=carry, update=u + 1,
         )
-        metrics = {
-            **train_lib.episode_metrics(transition),
-            **info.loss._asdict(),
-            "explained_variance": train_lib.explained_variance(values, targets),
-            "grad_norm": info.grad_norm,
-            "learning_rate": learning_rate_at(cfg, u),
-            "env_steps": (u + 1) * cfg.batch_size,
-        }
+        metrics = train_lib.update_metrics(cfg, u, transition, info, values, targets)
         if cfg.eval_every > 0:
-            metrics["eval_return"] = maybe_evaluate(new_state, cfg)
+            metrics["eval_return"] = eval_return(new_state, cfg)
         return new_state, metrics
 
-    evaluate_fn = make_recurrent_evaluate(config, env, env_params, spec, network, config.eval_episodes) \
-        if config.eval_every > 0 else None
-
-    def maybe_evaluate(state, cfg: PPOConfig) -> jax.Array:
-        key = stream(state.key, train_lib.STREAM_EVAL, state.update)
-        return jax.lax.cond(
-            state.update % cfg.eval_every == 0,
-            lambda: evaluate_fn(state.params, state.obs_stats, key).mean(),
-            lambda: jnp.asarray(jnp.nan, jnp.float32),
+    if config.eval_every > 0:
+        eval_return = train_lib.periodic_evaluation(
+            make_evaluate(config, env, env_params, spec, network, config.eval_episodes)
         )
-
-    def run(state, cfg: PPOConfig = config, num_updates: int | None = None):
-        n = cfg.num_updates if num_updates is None else num_updates
-        return jax.lax.scan(lambda s, _: update(s, cfg), state, None, length=n)
-
-    return train_lib.TrainFunctions(init, update, run, env, env_params, spec, network)
-
-
-# ---------------------------------------------------------------------------------------------------- evaluation
-def make_recurrent_evaluate(config, env, env_params, spec, network, num_episodes: int,
-                            deterministic: bool = True) -> Callable:
-    """`evaluate.make_evaluate` for the GRU: ``evaluate_fn(params, obs_stats, key) -> returns [num_episodes]``.
-
-    Each of `num_episodes` environments plays one episode from h_0 (its auto-reset is ignored); the loop stops when
-    all have finished or after `max_steps_in_episode`. Keys as in `evaluate.make_evaluate`.
-    """
-    max_steps = spec.max_steps_in_episode
-
-    def evaluate_fn(params, obs_stats, key):
-        key_reset, key_run = jax.random.split(key)
-        obs, env_state = rollout_lib.reset_envs(env, env_params, key_reset, num_episodes)
-        zeros = jnp.zeros((num_episodes,), jnp.float32)
-        hidden = network.initial_carry(num_episodes)
-
-        def cond(carry):
-            t, _, _, _, finished, _ = carry
-            return jnp.logical_and(t < max_steps, ~jnp.all(finished))
-
-        def body(carry):
-            t, env_state, obs, hidden, finished, returns = carry
-            key_action, key_env = jax.random.split(jax.random.fold_in(key_run, t))
-            mask = rollout_lib.batch_action_mask(env, env_params, env_state, spec.has_action_mask)
-            reset = jnp.broadcast_to(t == 0, (num_episodes,))
-            hidden, pi = network.apply(params, hidden, rollout_lib.observe(config, obs_stats, obs), reset, mask,
-                                       method="step")
-            out = rollout_lib.step_envs(env, env_params, env_state, policy_action(pi, key_action, deterministic),
-                                        key_env)
-            returns = returns + jnp.where(finished, 0.0, out.reward)
-            finished = finished | out.terminated | out.truncated
-            return t + 1, out.env_state, out.obs, hidden, finished, returns
-
-        carry = (jnp.zeros((), jnp.int32), env_state, obs, hidden, zeros.astype(bool), zeros)
-        return jax.lax.while_loop(cond, body, carry)[-1]
-
-    return evaluate_fn
-
+    return train_lib.TrainFunctions(init, update, train_lib.scan_updates(update, config), env, env_params, spec,
+                                    network)

@@ -140,13 +140,6 @@ def sample_with_noise(pi, noise: jax.Array) -> tuple[jax.Array, jax.Array]:
     return action, pi.log_prob(action)
 
 
-def sample_per_env(pi, key: jax.Array, axis_name=None) -> tuple[jax.Array, jax.Array]:
-    """Sample ``(action, log_prob)`` for each of the N environments with its own key ``split_per_env(key, N)[i]``."""
-    draw = jax.random.gumbel if isinstance(pi, distrax.Categorical) else jax.random.normal
-    keys = split_per_env(key, pi.batch_shape[0], axis_name)
-    return sample_with_noise(pi, jax.vmap(lambda k: draw(k, pi.event_shape or pi.logits.shape[-1:]))(keys))
-
-
 def observe(config, obs_stats, obs: jax.Array) -> jax.Array:
     """What the network sees: `obs` normalised with the running statistics when enabled, else unchanged."""
     if not config.normalize_observations:

@@ -139,6 +139,78 @@ def episode_metrics(transition: rollout_lib.Transition, axis_name=None) -> dict[
     }
 
 
+def normalize_rollout(config, transition, obs_stats, reward_state, axis_name=None):
+    """The rollout's rewards [T, N] (scaled when normalize_rewards) and the statistics updated from this rollout.
+
+    Observations are normalised by the caller with the statistics as they were *before* this update.
+    Returns ``(rewards, obs_stats, reward_state)``.
+    """
+    rewards = transition.reward
+    if config.normalize_rewards:
+        dones = transition.terminated | transition.truncated
+        reward_state, rewards = normalize_rewards(
+            reward_state, rewards, dones, config.gamma, config.reward_clip, axis_name
+        )
+    if config.normalize_observations:
+        obs_stats = update_stats(obs_stats, transition.obs.reshape((-1, *transition.obs.shape[2:])), axis_name)
+    return rewards, obs_stats, reward_state
+
+
+def initial_obs_stats(config, spec: EnvSpec, obs: jax.Array, axis_name=None) -> RunningStats:
+    """Observation statistics for a new run: started from the first observations when normalising."""
+    stats = RunningStats.create(spec.obs_shape)
+    return update_stats(stats, obs, axis_name) if config.normalize_observations else stats
+
+
+def update_metrics(config, update, transition, info, values, targets, axis_name=None) -> dict[str, jax.Array]:
+    """The metrics of update `update` (0-based): episode statistics, averaged loss terms and diagnostics."""
+    return {
+        **episode_metrics(transition, axis_name),
+        **info.loss._asdict(),
+        "explained_variance": explained_variance(values, targets, axis_name),
+        "grad_norm": info.grad_norm,
+        "learning_rate": learning_rate_at(config, update),
+        "env_steps": (update + 1) * config.batch_size * _psum(1, axis_name),
+    }
+
+
+def static_check(config: PPOConfig) -> Callable[[PPOConfig], None]:
+    """A check that a config passed to a train function keeps `config`'s static fields (its floats may differ)."""
+    static = jax.tree_util.tree_structure(config)
+
+    def check(cfg: PPOConfig) -> None:
+        if jax.tree_util.tree_structure(cfg) != static:
+            raise ValueError("the config passed to a train function must have the same static fields "
+                             "(sizes, network, env) as the one given to make_train")
+
+    return check
+
+
+def periodic_evaluation(evaluate_fn: Callable) -> Callable:
+    """``eval_return(state, cfg)``: the mean return of `evaluate_fn` when ``state.update % eval_every == 0``, else
+    NaN. Its key is ``fold_in(fold_in(key, 999), update)``, a stream training never uses."""
+
+    def eval_return(state: TrainState, cfg: PPOConfig) -> jax.Array:
+        key = stream(state.key, STREAM_EVAL, state.update)
+        return jax.lax.cond(
+            state.update % cfg.eval_every == 0,
+            lambda: evaluate_fn(state.params, state.obs_stats, key).mean(),
+            lambda: jnp.asarray(jnp.nan, jnp.float32),
+        )
+
+    return eval_return
+
+
+def scan_updates(update: Callable, config: PPOConfig) -> Callable:
+    """``run(state, cfg=config, num_updates=None)``: `update` scanned num_updates times (default cfg.num_updates)."""
+
+    def run(state: TrainState, cfg: PPOConfig = config, num_updates: int | None = None):
+        n = cfg.num_updates if num_updates is None else num_updates
+        return jax.lax.scan(lambda s, _: update(s, cfg), state, None, length=n)
+
+    return run
+
+
 def prepare_batch(network, params, config, transition, obs_stats, reward_state, axis_name=None):
     """Normalise, value the batch in one critic pass, and compute GAE.
 
@@ -149,14 +221,7 @@ def prepare_batch(network, params, config, transition, obs_stats, reward_state, 
     final_obs = rollout_lib.observe(config, obs_stats, transition.final_obs)
     values = network.apply(params, obs, method="value")
     next_values = network.apply(params, final_obs, method="value")
-    rewards = transition.reward
-    if config.normalize_rewards:
-        dones = transition.terminated | transition.truncated
-        reward_state, rewards = normalize_rewards(
-            reward_state, rewards, dones, config.gamma, config.reward_clip, axis_name
-        )
-    if config.normalize_observations:
-        obs_stats = update_stats(obs_stats, transition.obs.reshape((-1, *transition.obs.shape[2:])), axis_name)
+    rewards, obs_stats, reward_state = normalize_rollout(config, transition, obs_stats, reward_state, axis_name)
     advantages, targets = gae_advantages(
         rewards, values, next_values, transition.terminated, transition.truncated, config.gamma, config.gae_lambda
     )
@@ -184,23 +249,16 @@ def make_train_functions(config: PPOConfig, env=None, env_params=None, axis_name
         return make_recurrent_train_functions(config, env, env_params)
     env, env_params, spec = make_env(config, env, env_params)
     network = make_network(config, spec=spec)
-    static = jax.tree_util.tree_structure(config)
-
-    def check(cfg):
-        if jax.tree_util.tree_structure(cfg) != static:
-            raise ValueError("the config passed to a train function must have the same static fields "
-                             "(sizes, network, env) as the one given to make_train")
+    check = static_check(config)
 
     def init(key: jax.Array, cfg: PPOConfig = config) -> TrainState:
         check(cfg)
         obs, env_state = rollout_lib.reset_envs(env, env_params, stream(key, STREAM_RESET), cfg.num_envs, axis_name)
         params = network.init(stream(key, STREAM_INIT), obs[:1])
         opt_state = make_optimizer(cfg).init(params)
-        obs_stats = RunningStats.create(spec.obs_shape)
-        if cfg.normalize_observations:  # start from the first observations rather than from nothing
-            obs_stats = update_stats(obs_stats, obs, axis_name)
         return TrainState(
-            params=params, opt_state=opt_state, env_state=env_state, obs=obs, obs_stats=obs_stats,
+            params=params, opt_state=opt_state, env_state=env_state, obs=obs,
+            obs_stats=initial_obs_stats(cfg, spec, obs, axis_name),
             reward_state=RewardNormState.create(cfg.num_envs), policy_carry=None, key=key,
             update=jnp.zeros((), jnp.int32),
         )
@@ -226,34 +284,14 @@ def make_train_functions(config: PPOConfig, env=None, env_params=None, axis_name
             params=params, opt_state=opt_state, env_state=env_state, obs=obs, obs_stats=obs_stats,
             reward_state=reward_state, update=u + 1,
         )
-        metrics = {
-            **episode_metrics(transition, axis_name),
-            **info.loss._asdict(),
-            "explained_variance": explained_variance(batch.value, batch.target, axis_name),
-            "grad_norm": info.grad_norm,
-            "learning_rate": learning_rate_at(cfg, u),
-            "env_steps": (u + 1) * cfg.batch_size * _psum(1, axis_name),
-        }
+        metrics = update_metrics(cfg, u, transition, info, batch.value, batch.target, axis_name)
         if cfg.eval_every > 0:
-            metrics["eval_return"] = _maybe_evaluate(new_state, cfg)
+            metrics["eval_return"] = eval_return(new_state, cfg)
         return new_state, metrics
 
-    evaluate_fn = make_evaluate(config, env, env_params, spec, network, config.eval_episodes) \
-        if config.eval_every > 0 else None
-
-    def _maybe_evaluate(state: TrainState, cfg: PPOConfig) -> jax.Array:
-        due = state.update % cfg.eval_every == 0
-        key = stream(state.key, STREAM_EVAL, state.update)
-        return jax.lax.cond(
-            due,
-            lambda: evaluate_fn(state.params, state.obs_stats, key).mean(),
-            lambda: jnp.asarray(jnp.nan, jnp.float32),
-        )
-
-    def run(state: TrainState, cfg: PPOConfig = config, num_updates: int | None = None):
-        n = cfg.num_updates if num_updates is None else num_updates
-        return jax.lax.scan(lambda s, _: update(s, cfg), state, None, length=n)
-
+    if config.eval_every > 0:
+        eval_return = periodic_evaluation(make_evaluate(config, env, env_params, spec, network, config.eval_episodes))
+    run = scan_updates(update, config)
     return TrainFunctions(init, update, run, env, env_params, spec, network)
 
 
