@@ -36,17 +36,9 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from purejaxppo import PPOConfig, make_train, sweep  # noqa: E402
+from returns import device_name  # noqa: E402  (benchmarks/returns.py, beside this script)
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def device_name() -> str:
-    d = jax.devices()[0]
-    if d.platform == "cpu":
-        import os
-
-        return f"cpu-{os.cpu_count()}core"
-    return d.device_kind.replace(" ", "-")
 
 
 def peak_memory_bytes() -> tuple[int, str]:
