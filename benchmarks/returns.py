@@ -37,6 +37,7 @@ from purejaxppo import evaluate, make_train
 from purejaxppo.config import PPOConfig
 from purejaxppo.configs import load_config
 from purejaxppo.plotting import bootstrap_ci, iqm, smooth
+from purejaxppo.sweep import _check_name
 
 RESULTS = Path(__file__).parent / "results"
 NUM_BOOTSTRAP = 2000
@@ -119,22 +120,48 @@ def nan_mean(values: np.ndarray, axis: int | None = None):
 
 
 # ----------------------------------------------------------------------------------------------------- training
-def scaled_config(env_name: str, budget_scale: float) -> PPOConfig:
-    """The shipped config for `env_name` with its budget multiplied by `budget_scale` (at least one update)."""
+def scaled_config(env_name: str, budget_scale: float, overrides: dict | None = None) -> PPOConfig:
+    """The shipped config for `env_name` with `overrides` (field -> value) applied and its budget multiplied by
+    `budget_scale` (at least one update)."""
     config = load_config(env_name)
+    if overrides:
+        config = PPOConfig.from_dict({**config.to_dict(), **overrides})
     total = max(round(config.total_timesteps * budget_scale), config.batch_size)
     return config.replace(total_timesteps=total)
 
 
-def train_seeds(config: PPOConfig, num_seeds: int, seed: int) -> tuple[object, dict[str, np.ndarray], Timing]:
-    """Train `num_seeds` seeds in one vmapped program. Returns (final states [S], metrics [S, U], timing)."""
+def parse_overrides(items: list[str]) -> dict:
+    """``["learning_rate=5e-3", "hidden_sizes=[64, 64]"]`` -> {field: value}; values are JSON (else strings)."""
+    overrides = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set takes FIELD=VALUE, got {item!r}")
+        try:
+            overrides[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = text
+    return overrides
+
+
+def train_seeds(config: PPOConfig, num_seeds: int, seed: int, grid: list[PPOConfig] | None = None
+                ) -> tuple[object, dict[str, np.ndarray], Timing]:
+    """Train `num_seeds` seeds in one vmapped program. Returns (final states [S], metrics [S, U], timing).
+
+    With `grid` (configs that differ from `config` in float fields only), every setting trains the same seeds in the
+    same program: states and metrics then have a leading [G] axis."""
     keys = jax.random.split(jax.random.key(seed), num_seeds)
-    program = jax.jit(jax.vmap(make_train(config)))
+    train = make_train(config)
+    if grid is None:
+        program, args = jax.jit(jax.vmap(train)), (keys,)
+    else:
+        stacked = jax.tree.map(lambda *leaves: jax.numpy.stack(leaves), *grid)
+        program, args = jax.jit(jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, 0))), (keys, stacked)
     t0 = time.perf_counter()
-    compiled = program.lower(keys).compile()
+    compiled = program.lower(*args).compile()
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    out = jax.block_until_ready(compiled(keys))
+    out = jax.block_until_ready(compiled(*args))
     train_s = time.perf_counter() - t0
     return out.state, jax.device_get(out.metrics), Timing(compile_s, train_s, 0.0)
 
@@ -159,13 +186,36 @@ def learning_curve(metrics: dict[str, np.ndarray], window: int) -> dict[str, lis
             "high": as_list(high)}
 
 
-def run_env(env_name: str, num_seeds: int, num_episodes: int, budget_scale: float, seed: int) -> dict:
-    """Train and evaluate one environment's shipped config; the JSON row of the results file."""
-    config = scaled_config(env_name, budget_scale)
-    states, metrics, timing = train_seeds(config, num_seeds, seed)
-    t0 = time.perf_counter()
-    eval_returns = evaluate_seeds(config, states, num_episodes, seed)  # [S, E]
-    timing = timing._replace(eval_s=time.perf_counter() - t0)
+def run_env(env_name: str, num_seeds: int, num_episodes: int, budget_scale: float, seed: int,
+            overrides: dict | None = None, grid: tuple[str, list[float]] | None = None) -> list[dict]:
+    """Train and evaluate one environment's shipped config (with `overrides`); the JSON rows of the results file.
+
+    One row, or with ``grid=(field, values)`` one row per value, all trained in one program on the same seeds."""
+    config = scaled_config(env_name, budget_scale, overrides)
+    if grid is None:
+        states, metrics, timing = train_seeds(config, num_seeds, seed)
+        settings = [(overrides or {}, config, states, metrics)]
+    else:
+        field, values = grid
+        configs = [config.replace(**{field: value}) for value in values]
+        states, metrics, timing = train_seeds(config, num_seeds, seed, grid=configs)
+        settings = [({**(overrides or {}), field: value}, cfg, jax.tree.map(lambda x, i=i: x[i], states),
+                     {k: v[i] for k, v in metrics.items()}) for i, (value, cfg) in enumerate(zip(values, configs))]
+    rows = []
+    for changed, cfg, cfg_states, cfg_metrics in settings:
+        t0 = time.perf_counter()
+        eval_returns = evaluate_seeds(cfg, cfg_states, num_episodes, seed)  # [S, E]
+        cfg_timing = timing._replace(eval_s=time.perf_counter() - t0)
+        rows.append(result_row(env_name, cfg, changed, eval_returns, cfg_metrics, cfg_timing, len(settings),
+                               budget_scale, num_episodes))
+    return rows
+
+
+def result_row(env_name: str, config: PPOConfig, overrides: dict, eval_returns: np.ndarray,
+               metrics: dict[str, np.ndarray], timing: Timing, num_settings: int, budget_scale: float,
+               num_episodes: int) -> dict:
+    """The JSON row of one trained setting: ``eval_returns [S, E]``, ``metrics {name: [S, U]}``."""
+    num_seeds = eval_returns.shape[0]
     seed_means = eval_returns.mean(axis=1)
     summary = summarise(seed_means)
     target = TARGETS.get(env_name)
@@ -178,6 +228,8 @@ def run_env(env_name: str, num_seeds: int, num_episodes: int, budget_scale: floa
         "total_timesteps": config.total_timesteps,
         "timesteps_trained": config.timesteps_trained,
         "budget_scale": budget_scale,
+        "overrides": overrides,
+        "settings_in_program": num_settings,  # >1: trained beside other settings (--grid); timing is the program's
         "target_budget": None if target is None else target.budget,
         "target": None if target is None else target.threshold,
         "full_budget": full_budget,
@@ -187,7 +239,7 @@ def run_env(env_name: str, num_seeds: int, num_episodes: int, budget_scale: floa
         "final_train_return_mean": nan_mean(metrics["episode_return"][:, -max(1, config.num_updates // 20):]),
         **{k: round(v, 2) for k, v in timing._asdict().items()},
         "total_s": round(timing.total_s, 2),
-        "steps_per_second": round(num_seeds * config.timesteps_trained / timing.train_s),
+        "steps_per_second": round(num_settings * num_seeds * config.timesteps_trained / timing.train_s),
         "config": config.to_dict(),
         "curve": learning_curve(metrics, window=max(1, config.num_updates // 50)),
     }
@@ -264,8 +316,10 @@ def markdown_table(rows: list[dict], device: str) -> str:
             lines.append(f"| {r['env_name']} | - | - | - | - | {target} | {status(r)} | - | "
                          f"{r['steps_per_second']:,} (measured over {r['measured_updates']} updates) |")
             continue
+        changed = ", ".join(f"{k}={v}" for k, v in r.get("overrides", {}).items())
+        name = f"{r['env_name']} ({changed})" if changed else r["env_name"]
         lines.append(
-            f"| {r['env_name']} | {r['timesteps_trained']:,} | {r['num_seeds']} x {r['eval_episodes_per_seed']} | "
+            f"| {name} | {r['timesteps_trained']:,} | {r['num_seeds']} x {r['eval_episodes_per_seed']} | "
             f"{_fmt(r['iqm'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | {_fmt(r['mean'])} | {target} | "
             f"{status(r)} | {r['total_s']:.0f} ({r['compile_s']:.0f} compile) | {r['steps_per_second']:,} |"
         )
@@ -310,11 +364,17 @@ def plot_curves(rows: list[dict], out: Path) -> Path:
     return out
 
 
+def row_key(row: dict) -> tuple[str, str]:
+    """A row's identity: its environment and its overrides of the shipped config."""
+    return row["env_name"], json.dumps(row.get("overrides", {}), sort_keys=True)
+
+
 def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
-    """`old` with the rows of `new`'s environments replaced; ordered as TARGETS, unknown environments last."""
-    by_env = {r["env_name"]: r for r in old} | {r["env_name"]: r for r in new}
+    """`old` with the rows of `new`'s (environment, overrides) replaced; ordered as TARGETS, unknown environments
+    last, the shipped config before its variants."""
+    by_key = {row_key(r): r for r in old} | {row_key(r): r for r in new}
     order = {name: i for i, name in enumerate(TARGETS)}
-    return sorted(by_env.values(), key=lambda r: (order.get(r["env_name"], len(order)), r["env_name"]))
+    return sorted(by_key.values(), key=lambda r: (order.get(r["env_name"], len(order)), *row_key(r)))
 
 
 def write_results(rows: list[dict], out_dir: Path, device: str) -> dict[str, Path]:
@@ -333,6 +393,18 @@ def write_results(rows: list[dict], out_dir: Path, device: str) -> dict[str, Pat
 
 
 # ----------------------------------------------------------------------------------------------------------- CLI
+def parse_grid(text: str) -> tuple[str, list[float]]:
+    """``"learning_rate=5e-4,5e-3"`` -> ("learning_rate", [5e-4, 5e-3])."""
+    field, sep, values = text.partition("=")
+    try:
+        numbers = [float(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+        numbers = []
+    if not sep or not field.strip() or not numbers:
+        raise ValueError(f"--grid takes FIELD=V1,V2,... with float values, got {text!r}")
+    return field.strip(), numbers
+
+
 def parse_envs(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
@@ -351,6 +423,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=32, help="greedy evaluation episodes per seed")
     parser.add_argument("--budget-scale", type=float, default=1.0, help="multiply every budget (smoke runs)")
     parser.add_argument("--seed", type=int, default=0, help="base seed")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a field of the shipped configs (repeatable; the value is JSON), e.g. "
+                             "--set learning_rate=5e-3; the table names the overrides")
+    parser.add_argument("--grid", default=None, metavar="FIELD=V1,V2,...",
+                        help="also train these values of one float field, beside each other in the same program "
+                             "on the same seeds (one row each), e.g. --grid learning_rate=5e-4,5e-3")
     parser.add_argument("--out", type=Path, default=RESULTS, help="output directory")
     parser.add_argument("--estimate", action="store_true",
                         help="do not train the --envs: time 3 updates of --seeds seeds and record a 'not run' row with "
@@ -360,6 +438,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seeds and --episodes must be >= 1 and --budget-scale > 0")
     try:
         envs = parse_envs(args.envs)
+        overrides = parse_overrides(args.set)
+        grid = parse_grid(args.grid) if args.grid else None
+        if grid is not None:
+            _check_name(grid[0])  # a float hyperparameter, not a field that sets array shapes
+        for env_name in envs:
+            config = scaled_config(env_name, args.budget_scale, overrides)  # a clear error for a bad field, now
+            if grid is not None:
+                for value in grid[1]:
+                    PPOConfig.from_dict({**config.to_dict(), grid[0]: value})
     except ValueError as e:
         parser.error(str(e))
     device = device_name()
@@ -371,12 +458,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"compile): {status(row)}", flush=True)
             paths = write_results([row], args.out, device)
             continue
-        row = run_env(env_name, args.seeds, args.episodes, args.budget_scale, args.seed)
-        rows.append(row)
-        print(f"{env_name}: IQM {row['iqm']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}], mean {row['mean']:.2f}, "
-              f"{row['timesteps_trained']:,} steps x {args.seeds} seeds, {row['total_s']:.1f} s "
-              f"({row['compile_s']:.1f} compile) on {device}: {status(row)}", flush=True)
-        paths = write_results([row], args.out, device)  # after every env, so a long run keeps what it finished
+        env_rows = run_env(env_name, args.seeds, args.episodes, args.budget_scale, args.seed, overrides, grid)
+        rows += env_rows
+        for row in env_rows:
+            changed = ", ".join(f"{k}={v}" for k, v in row["overrides"].items())
+            print(f"{env_name}{f' ({changed})' if changed else ''}: IQM {row['iqm']:.2f} [{row['ci_low']:.2f}, "
+                  f"{row['ci_high']:.2f}], mean {row['mean']:.2f}, {row['timesteps_trained']:,} steps x "
+                  f"{args.seeds} seeds, {row['total_s']:.1f} s ({row['compile_s']:.1f} compile) on {device}: "
+                  f"{status(row)}", flush=True)
+        paths = write_results(env_rows, args.out, device)  # after every env, so a long run keeps what it finished
     print("\n".join(f"wrote {p}" for p in paths.values()))
     return 0
 

@@ -2,6 +2,7 @@
 
     python benchmarks/scaling.py                                   # CPU defaults: seeds 1..256, devices 1,2,4
     python benchmarks/scaling.py --seeds 1,16,64,256,1024,2048     # on a GPU (the full 500k-step budget)
+    python benchmarks/scaling.py --seeds 1 --devices none --max-seeds   # the most seeds one GPU holds
 
 Config: PureJaxRL's CartPole-v1 PPO (4 envs x 128 steps, 4 epochs x 4 minibatches, 500k steps), whose 2048 agents
 run at about 10M env steps/s on an A100. On a CPU the budget is cut to --total-timesteps (default 10 updates = 5,120
@@ -15,6 +16,11 @@ moving inputs and results to and from the host) gives steps/s = seeds x steps pe
 
 Devices: on CPU, D devices are forced host devices (XLA_FLAGS=--xla_force_host_platform_device_count=D) sharing the
 machine's cores, so this shows the sharding's overhead rather than a speed-up; on GPUs, CUDA_VISIBLE_DEVICES selects D.
+Most seeds on one device (--max-seeds, accelerators only): the seed count doubles from --max-seeds-start while a
+sweep of --max-seeds-timesteps steps per seed runs, then bisects between the last count that ran and the first that
+ran out of device memory (XLA's RESOURCE_EXHAUSTED) to within 5%, with preallocation off so that all of the
+device's memory can be used. Memory per seed does not grow with the number of
+updates (metrics are aggregated per update on the device), so a short budget finds the same limit as a full one.
 Results: benchmarks/results/scaling-<device>.json and .png.
 """
 
@@ -33,6 +39,8 @@ RESULTS = Path(__file__).parent / "results"
 PUREJAXRL_A100_STEPS_PER_S = 10e6  # PureJaxRL's 2048 CartPole agents on one A100 (the target on an H100)
 CPU_TOTAL_TIMESTEPS = 5_120  # 10 updates of 512 steps per seed
 FULL_TOTAL_TIMESTEPS = 500_000
+MAX_SEEDS_TIMESTEPS = 5_120  # steps per seed while searching for the most seeds that fit (10 updates)
+OOM_MARKERS = ("RESOURCE_EXHAUSTED", "Out of memory", "out of memory", "OUT_OF_MEMORY")
 # PureJaxRL's CartPole-v1 PPO settings (the rest are PPOConfig's defaults, which match them)
 CONFIG = {"env_name": "CartPole-v1", "num_envs": 4, "num_steps": 128, "update_epochs": 4, "num_minibatches": 4}
 
@@ -63,7 +71,7 @@ def worker(spec: dict) -> dict:
         start = time.perf_counter()
         result = sweep(config, num_seeds=num_seeds)
         times.append(time.perf_counter() - start)
-    run_s = statistics.median(times)
+    run_s = statistics.median(times) if times else first_s  # repeats=0: the compiling call alone
     stats = device.memory_stats() or {}
     if "peak_bytes_in_use" in stats:
         peak, source, baseline = int(stats["peak_bytes_in_use"]), "device peak_bytes_in_use", 0
@@ -96,6 +104,10 @@ def device_tag(platform: str, device_kind: str) -> str:
     return "-".join(device_kind.lower().replace("_", " ").split())
 
 
+class OutOfMemory(RuntimeError):
+    """A worker ran out of device memory."""
+
+
 def run_worker(spec: dict, devices: int | None, platform: str | None, timeout: int) -> dict:
     """Run `worker(spec)` in a fresh Python with `devices` devices visible (None: all)."""
     env = dict(os.environ)
@@ -109,8 +121,46 @@ def run_worker(spec: dict, devices: int | None, platform: str | None, timeout: i
     )
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if out.returncode != 0 or not lines:
+        if any(marker in out.stderr for marker in OOM_MARKERS):
+            raise OutOfMemory(f"{spec['num_seeds']} seeds do not fit: {out.stderr.strip().splitlines()[-1][:300]}")
         raise RuntimeError(f"worker {spec['num_seeds']} seeds / {devices} devices failed:\n{out.stderr[-3000:]}")
     return json.loads(lines[-1][len("RESULT "):])
+
+
+def find_max_seeds(fits, start: int, limit: int = 2**24, tolerance: float = 0.05, growth: float = 2.0
+                   ) -> tuple[int, int | None, list]:
+    """The largest seed count n with ``fits(n)``, assuming fitting is monotone (fewer seeds never need more memory).
+
+    Multiplies `start` by `growth` until a count does not fit (or `limit` is reached), then bisects until the gap
+    between the largest count that fits and the smallest that does not is at most `tolerance` of the former. Returns
+    ``(largest_fitting, smallest_failing or None, [(n, fits), ...] in the order tried)``; largest_fitting is 0 when
+    not even `start` fits. A `start` near the answer (from the memory per seed measured by the seeds sweep) and a
+    small `growth` need the fewest tries.
+    """
+    if growth <= 1.0:
+        raise ValueError(f"growth must be > 1, got {growth}")
+    tried = []
+
+    def check(n: int) -> bool:
+        ok = bool(fits(n))
+        tried.append((n, ok))
+        return ok
+
+    lo, hi, n = 0, None, start  # invariant: lo fits (0 trivially), hi does not
+    while n <= limit:
+        if not check(n):
+            hi = n
+            break
+        lo, n = n, max(n + 1, int(n * growth))
+    if hi is None:
+        return lo, None, tried
+    while hi - lo > max(1, tolerance * lo):
+        mid = (lo + hi) // 2
+        if check(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo, hi, tried
 
 
 def probe() -> dict:
@@ -144,18 +194,65 @@ def plot(report: dict, path: Path) -> None:
     axes[1].legend()
     axes[1].set(xscale="log", yscale="log", xlabel="seeds", ylabel="MiB per seed",
                 title=f"Peak memory per seed\n({seeds[0]['memory_source']})")
-    devices = report["by_devices"]
-    if devices:
+    devices, most = report["by_devices"], report.get("max_seeds")
+    if devices or not most:
         d = [r["num_devices"] for r in devices]
         axes[2].plot(d, [r["steps_per_s"] for r in devices], "o-")
         axes[2].set_xticks(d)
-    axes[2].set(xlabel="devices", ylabel="env steps / s",
-                title=f"Throughput vs devices ({report['devices_num_seeds']} seeds)")
+        axes[2].set(xlabel="devices", ylabel="env steps / s",
+                    title=f"Throughput vs devices ({report['devices_num_seeds']} seeds)")
+    else:  # one device: the search for the most seeds it holds
+        for i, t in enumerate(most["tried"]):
+            axes[2].plot(i + 1, t["num_seeds"], "o" if t["fits"] else "x", color="C2" if t["fits"] else "C3",
+                         label=("fits" if t["fits"] else "out of memory") if i < 2 or t["fits"] != most["tried"][0]
+                         ["fits"] else None)
+        axes[2].axhline(most["num_seeds"], color="C2", ls="--", lw=1, label=f"most that fit: {most['num_seeds']:,}")
+        handles, labels = axes[2].get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        axes[2].legend(unique.values(), unique.keys())
+        axes[2].set(xlabel="try", ylabel="seeds", title=f"Most seeds on one device "
+                    f"({most['steps_per_seed']:,} steps each)")
     budget = report["config"]["total_timesteps"]
     fig.suptitle(f"{report['device']}, jax {report['jax_version']}, CartPole-v1, {budget:,} steps per seed")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def max_seeds_report(config: dict, args) -> dict:
+    """Search for the most seeds of `config` (at --max-seeds-timesteps per seed) that run on one device."""
+    search_config = dict(config, total_timesteps=args.max_seeds_timesteps)
+    peaks = {}
+    # JAX preallocates 75% of GPU memory by default and never uses more; allocating on demand up to
+    # --max-seeds-mem-fraction lets a worker use (nearly) all of it.
+    os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = str(args.max_seeds_mem_fraction)
+
+    def fits(n: int) -> bool:
+        try:
+            r = run_worker({"config": search_config, "num_seeds": n, "repeats": 0}, 1, "gpu", args.timeout)
+        except OutOfMemory as err:
+            print(f"  {n:8d} seeds: out of memory ({err})", flush=True)
+            return False
+        peaks[n] = r["peak_memory_bytes"]
+        print(f"  {n:8d} seeds: fit, peak {r['peak_memory_bytes'] / 2**30:.2f} GiB, "
+              f"{r['steps_per_s']:,.0f} steps/s (first call, compile included)", flush=True)
+        return True
+
+    print(f"searching for the most seeds on one device from {args.max_seeds_start}", flush=True)
+    largest, failing, tried = find_max_seeds(fits, args.max_seeds_start, tolerance=args.max_seeds_tolerance,
+                                             growth=args.max_seeds_growth)
+    print(f"  most seeds that fit: {largest:,} (first failing: {failing})", flush=True)
+    return {
+        "num_seeds": largest,
+        "first_failing": failing,
+        "steps_per_seed": search_config["total_timesteps"],
+        "tolerance": args.max_seeds_tolerance,
+        "mem_fraction": args.max_seeds_mem_fraction,
+        "peak_memory_bytes": peaks.get(largest),
+        "peak_memory_per_seed_bytes": peaks[largest] / largest if largest in peaks else None,
+        "tried": [{"num_seeds": n, "fits": ok} for n, ok in tried],
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -169,6 +266,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--total-timesteps", type=int, default=None,
                         help=f"steps per seed (CPU default {CPU_TOTAL_TIMESTEPS:,}, "
                         f"GPU default {FULL_TOTAL_TIMESTEPS:,})")
+    parser.add_argument("--max-seeds", action="store_true", help="also find the most seeds one device holds "
+                        "(accelerators only)")
+    parser.add_argument("--max-seeds-start", type=int, default=2048)
+    parser.add_argument("--max-seeds-growth", type=float, default=2.0, help="factor between seed counts tried "
+                        "before the first that does not fit")
+    parser.add_argument("--max-seeds-tolerance", type=float, default=0.05)
+    parser.add_argument("--max-seeds-mem-fraction", type=float, default=0.95, help="the share of device memory "
+                        "a worker may use in the search (JAX's own default is 0.75)")
+    parser.add_argument("--max-seeds-timesteps", type=int, default=MAX_SEEDS_TIMESTEPS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--timeout", type=int, default=900, help="seconds per measurement")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -181,7 +287,11 @@ def main(argv: list[str] | None = None) -> dict:
     backend = probe()
     platform = backend["platform"]
     on_cpu = platform == "cpu"
-    seeds = [int(s) for s in (args.seeds or ("1,4,16,64,256" if on_cpu else "1,16,64,256,1024,2048")).split(",")]
+    if args.max_seeds and on_cpu:
+        parser.error("--max-seeds needs an accelerator: on CPU the seeds share the host's RAM, and running out of it "
+                     "ends in the kernel's OOM killer rather than an error")
+    seeds_arg = args.seeds or ("1,4,16,64,256" if on_cpu else "1,16,64,256,1024,2048")
+    seeds = [] if seeds_arg == "none" else [int(s) for s in seeds_arg.split(",")]
     if args.devices == "none":
         devices = []
     elif args.devices:
@@ -199,65 +309,81 @@ def main(argv: list[str] | None = None) -> dict:
             f"finishes in minutes on this machine" if total < FULL_TOTAL_TIMESTEPS else "full budget")
     print(f"backend: {backend}\nconfig: {config}\n{steps_per_seed:,} steps per seed ({note})", flush=True)
 
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"scaling-{device_tag(platform, backend['device_kind'])}"
+    if not seeds and not devices:  # --seeds none --devices none: add to the report already there
+        if not path.with_suffix(".json").is_file():
+            parser.error(f"--seeds none --devices none adds to {path}.json, which does not exist")
+        report = json.loads(path.with_suffix(".json").read_text())
+    else:
+        report = {
+            "device": device_tag(platform, backend["device_kind"]),
+            "platform": platform,
+            "device_kind": backend["device_kind"],
+            "device_count": backend["count"],
+            "cpu_count": os.cpu_count(),
+            "jax_version": backend["jax"],
+            "config": config,
+            "steps_per_seed": steps_per_seed,
+            "budget_note": note,
+            "timing": f"median of {args.repeats} calls of sweep() after a first (compiling) call (1 call when a "
+                      f"call takes over a minute)",
+            "by_seeds": [],
+            "devices_num_seeds": None,
+            "by_devices": [],
+            "reference": {"purejaxrl_2048_cartpole_a100_steps_per_s": PUREJAXRL_A100_STEPS_PER_S},
+        }
     start = time.perf_counter()
-    by_seeds = []
+
+    def save() -> None:  # after every measurement, so a run cut short keeps what it measured
+        for rows in (report["by_seeds"], report["by_devices"]):
+            for r in rows:
+                r["speedup_vs_first"] = r["steps_per_s"] / rows[0]["steps_per_s"]
+        if report["by_seeds"]:
+            report["memory_source"] = report["by_seeds"][0]["memory_source"]
+            best = max(report["by_seeds"], key=lambda r: r["steps_per_s"])
+            report["best"] = {"num_seeds": best["num_seeds"], "steps_per_s": best["steps_per_s"]}
+            if not on_cpu:
+                report["vs_purejaxrl_a100"] = best["steps_per_s"] / PUREJAXRL_A100_STEPS_PER_S
+        report["wall_s"] = report.get("wall_s", 0.0) + time.perf_counter() - save.last
+        save.last = time.perf_counter()
+        path.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+        if report["by_seeds"]:
+            plot(report, path.with_suffix(".png"))
+
+    save.last = start
+    by_seeds = report["by_seeds"]
     for k in seeds:
         r = run_worker({"config": config, "num_seeds": k, "repeats": args.repeats}, None, platform,
                        args.timeout)
+        if by_seeds:  # memory each added seed costs: the process's fixed costs cancel out
+            r["marginal_memory_per_seed_bytes"] = max(
+                0.0, (r["peak_memory_bytes"] - by_seeds[0]["peak_memory_bytes"]) / (k - by_seeds[0]["num_seeds"]))
         by_seeds.append(r)
         print(f"  {k:5d} seeds, {r['num_devices']} device(s): {r['steps_per_s']:>13,.0f} steps/s  "
               f"run {r['run_s_median']:.3f}s  compile ~{r['compile_s_approx']:.1f}s  "
               f"peak {r['peak_memory_bytes'] / 2**20:,.0f} MiB ({r['peak_memory_per_seed_bytes'] / 2**20:.2f} "
               f"MiB/seed)  return {r['final_return_mean']}", flush=True)
-    for r in by_seeds[1:]:  # memory each added seed costs: the process's fixed costs cancel out
-        r["marginal_memory_per_seed_bytes"] = max(0.0, (r["peak_memory_bytes"] - by_seeds[0]["peak_memory_bytes"])
-                                                  / (r["num_seeds"] - by_seeds[0]["num_seeds"]))
-    divisible = [k for k in seeds if all(k % d == 0 for d in devices) and (k <= 64 or not on_cpu)]
-    devices_seeds = args.devices_seeds or (max(divisible) if divisible else max(seeds))
-    by_devices = []
+        save()
+    if devices:
+        divisible = [k for k in seeds if all(k % d == 0 for d in devices) and (k <= 64 or not on_cpu)]
+        report["devices_num_seeds"] = args.devices_seeds or (max(divisible) if divisible else max(seeds))
     for d in devices:
-        r = run_worker({"config": config, "num_seeds": devices_seeds, "repeats": args.repeats}, d,
+        r = run_worker({"config": config, "num_seeds": report["devices_num_seeds"], "repeats": args.repeats}, d,
                        platform, args.timeout)
-        by_devices.append(r)
-        print(f"  {devices_seeds:5d} seeds, {d} device(s): {r['steps_per_s']:>13,.0f} steps/s  "
+        report["by_devices"].append(r)
+        print(f"  {report['devices_num_seeds']:5d} seeds, {d} device(s): {r['steps_per_s']:>13,.0f} steps/s  "
               f"run {r['run_s_median']:.3f}s", flush=True)
+        save()
+    if args.max_seeds:
+        report["max_seeds"] = max_seeds_report(config, args)
+        save()
 
-    first = by_seeds[0]
-    report = {
-        "device": device_tag(platform, first["device_kind"]),
-        "platform": platform,
-        "device_kind": first["device_kind"],
-        "device_count": backend["count"],
-        "cpu_count": os.cpu_count(),
-        "jax_version": first["jax_version"],
-        "config": config,
-        "steps_per_seed": steps_per_seed,
-        "budget_note": note,
-        "memory_source": first["memory_source"],
-        "timing": f"median of {args.repeats} calls of sweep() after a first (compiling) call (1 call when a call "
-                  f"takes over a minute)",
-        "by_seeds": by_seeds,
-        "devices_num_seeds": devices_seeds,
-        "by_devices": by_devices,
-        "reference": {"purejaxrl_2048_cartpole_a100_steps_per_s": PUREJAXRL_A100_STEPS_PER_S},
-        "wall_s": time.perf_counter() - start,
-    }
-    for rows in (by_seeds, by_devices):
-        for r in rows:
-            r["speedup_vs_first"] = r["steps_per_s"] / rows[0]["steps_per_s"]
     print("\nseeds  devices   steps/s      x first   peak MiB   marginal MiB/seed")
-    for r in by_seeds + by_devices:
+    for r in report["by_seeds"] + report["by_devices"]:
         marginal = r.get("marginal_memory_per_seed_bytes")
         print(f"{r['num_seeds']:5d}  {r['num_devices']:7d}  {r['steps_per_s']:>11,.0f}  {r['speedup_vs_first']:7.2f}  "
               f"{r['peak_memory_bytes'] / 2**20:9,.0f}   {'' if marginal is None else f'{marginal / 2**20:.2f}'}")
-    best = max(by_seeds, key=lambda r: r["steps_per_s"])
-    report["best"] = {"num_seeds": best["num_seeds"], "steps_per_s": best["steps_per_s"]}
-    if not on_cpu:
-        report["vs_purejaxrl_a100"] = best["steps_per_s"] / PUREJAXRL_A100_STEPS_PER_S
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"scaling-{report['device']}"
-    path.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(report, path.with_suffix(".png"))
     print(f"saved {path}.json and .png ({report['wall_s']:.0f}s)")
     return report
 

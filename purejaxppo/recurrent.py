@@ -243,11 +243,11 @@ def make_recurrent_train_functions(config: PPOConfig, env=None, env_params=None)
         obs, env_state = rollout_lib.reset_envs(env, env_params, stream(key, train_lib.STREAM_RESET), cfg.num_envs)
         carry = RecurrentCarry(network.initial_carry(cfg.num_envs), jnp.ones((cfg.num_envs,), bool))
         params = network.init(stream(key, train_lib.STREAM_INIT), carry.hidden[:1], obs[None, :1], carry.done[None, :1])
-        return train_lib.TrainState(
+        return train_lib.strong_types(train_lib.TrainState(
             params=params, opt_state=make_optimizer(cfg).init(params), env_state=env_state, obs=obs,
             obs_stats=train_lib.initial_obs_stats(cfg, spec, obs), reward_state=RewardNormState.create(cfg.num_envs),
             policy_carry=carry, key=key, update=jnp.zeros((), jnp.int32),
-        )
+        ))
 
     def update(state, cfg: PPOConfig = config):
         check(cfg)

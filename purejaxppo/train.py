@@ -174,6 +174,20 @@ def update_metrics(config, update, transition, info, values, targets, axis_name=
     }
 
 
+def strong_types(tree):
+    """`tree` with weakly typed leaves (e.g. gymnax's ``time=0``) made strongly typed, dtype unchanged.
+
+    `init` returns strongly typed states. The states `update` returns often are (Freeway-MinAtar's step turns its weak
+    reset values strong), and so are states restored from a checkpoint; all three then share one abstract signature,
+    so a jitted `update` or chunk compiles once, not again on its second call.
+    """
+
+    def strong(x):
+        return x if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else jax.lax.convert_element_type(x, x.dtype)
+
+    return jax.tree.map(strong, tree)
+
+
 def static_check(config: PPOConfig) -> Callable[[PPOConfig], None]:
     """A check that a config passed to a train function keeps `config`'s static fields (its floats may differ)."""
     static = jax.tree_util.tree_structure(config)
@@ -256,12 +270,12 @@ def make_train_functions(config: PPOConfig, env=None, env_params=None, axis_name
         obs, env_state = rollout_lib.reset_envs(env, env_params, stream(key, STREAM_RESET), cfg.num_envs, axis_name)
         params = network.init(stream(key, STREAM_INIT), obs[:1])
         opt_state = make_optimizer(cfg).init(params)
-        return TrainState(
+        return strong_types(TrainState(
             params=params, opt_state=opt_state, env_state=env_state, obs=obs,
             obs_stats=initial_obs_stats(cfg, spec, obs, axis_name),
             reward_state=RewardNormState.create(cfg.num_envs), policy_carry=None, key=key,
             update=jnp.zeros((), jnp.int32),
-        )
+        ))
 
     def update(state: TrainState, cfg: PPOConfig = config) -> tuple[TrainState, dict[str, jax.Array]]:
         check(cfg)

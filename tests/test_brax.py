@@ -141,5 +141,6 @@ def test_ppo_updates_run_on_brax():
         assert np.all(np.isfinite(out.metrics[name])), name
     assert int(out.metrics["env_steps"][-1]) == 192
     assert float(out.state.obs_stats.count) > 192  # the running statistics saw every rollout observation
-    returns = evaluate(config, out.state, jax.random.key(1), num_episodes=2)
+    # Under jit, as benchmarks/returns.py evaluates: `evaluate` then builds the Brax environment inside a trace.
+    returns = jax.jit(lambda state, key: evaluate(config, state, key, num_episodes=2))(out.state, jax.random.key(1))
     assert returns.shape == (2,) and np.all(np.asarray(returns) > 0)  # +1 per step the pole stays up

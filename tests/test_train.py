@@ -116,7 +116,21 @@ def test_cnn_on_minatar_runs():
                        num_minibatches=2, update_epochs=1)
     out = make_train(config)(jax.random.key(0))
     assert np.isfinite(float(out.metrics["policy_loss"][-1]))
-    assert "Conv_0" in out.state.params["params"]["actor_torso"]
+    assert out.state.params["params"]["actor_torso"]["Conv_0"]["kernel"].shape == (3, 3, 4, 16)
+
+
+def test_init_state_is_typed_like_an_updated_one():
+    """gymnax resets to weakly typed ints (Freeway's ``pos``, ``move_timer``) that its step makes strong. `init`
+    makes them strong itself, so a jitted `update` compiles once rather than again on its second call."""
+    config = PPOConfig(env_name="Freeway-MinAtar", num_envs=2, num_steps=4, total_timesteps=16, num_minibatches=1,
+                       update_epochs=1, hidden_sizes=(8,))
+    fns = make_train_functions(config)
+    update = jax.jit(fns.update)
+    first = fns.init(jax.random.key(0))
+    second, _ = update(first)
+    assert jax.tree.map(jax.typeof, first) == jax.tree.map(jax.typeof, second)
+    update(second)
+    assert update._cache_size() == 1
 
 
 @pytest.mark.timeout(300)

@@ -21,14 +21,19 @@ CONFIG_DIR = Path(__file__).resolve().parent
 CONFIG_SUFFIXES = (".toml", ".json")
 
 
+BRAX_PREFIX, BRAX_FILE_PREFIX = "brax:", "brax_"  # "brax:hopper" ships as brax_hopper.toml (no ':' in file names)
+
+
 def shipped_config_names() -> list[str]:
     """Environment ids that have a shipped config, sorted."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+    stems = (p.stem for p in CONFIG_DIR.glob("*.toml"))
+    return sorted(BRAX_PREFIX + s[len(BRAX_FILE_PREFIX):] if s.startswith(BRAX_FILE_PREFIX) else s for s in stems)
 
 
 def shipped_config_path(env_name: str) -> Path | None:
     """The shipped config file for `env_name`, or None if there is none."""
-    path = CONFIG_DIR / f"{env_name}.toml"
+    stem = BRAX_FILE_PREFIX + env_name[len(BRAX_PREFIX):] if env_name.startswith(BRAX_PREFIX) else env_name
+    path = CONFIG_DIR / f"{stem}.toml"
     return path if path.is_file() else None
 
 
