@@ -34,10 +34,9 @@ import jax
 import numpy as np
 
 from purejaxppo import evaluate, make_train
-from purejaxppo.config import PPOConfig
+from purejaxppo.config import HYPERPARAMETERS, PPOConfig
 from purejaxppo.configs import load_config
 from purejaxppo.plotting import bootstrap_ci, iqm, smooth
-from purejaxppo.sweep import _check_name
 
 RESULTS = Path(__file__).parent / "results"
 NUM_BOOTSTRAP = 2000
@@ -130,6 +129,17 @@ def scaled_config(env_name: str, budget_scale: float, overrides: dict | None = N
     return config.replace(total_timesteps=total)
 
 
+def overrides_of(config: PPOConfig, env_name: str) -> dict:
+    """The fields of `config` that differ from `env_name`'s shipped config (the budget aside: see budget_scale)."""
+    shipped = load_config(env_name).to_dict()
+    return {k: v for k, v in config.to_dict().items() if k != "total_timesteps" and shipped.get(k) != v}
+
+
+def setting_label(row: dict) -> str:
+    """``"learning_rate=0.005"`` for a row that overrides the shipped config, "" for the shipped config."""
+    return ", ".join(f"{k}={v}" for k, v in row.get("overrides", {}).items())
+
+
 def parse_overrides(items: list[str]) -> dict:
     """``["learning_rate=5e-3", "hidden_sizes=[64, 64]"]`` -> {field: value}; values are JSON (else strings)."""
     overrides = {}
@@ -194,26 +204,25 @@ def run_env(env_name: str, num_seeds: int, num_episodes: int, budget_scale: floa
     config = scaled_config(env_name, budget_scale, overrides)
     if grid is None:
         states, metrics, timing = train_seeds(config, num_seeds, seed)
-        settings = [(overrides or {}, config, states, metrics)]
+        settings = [(config, states, metrics)]
     else:
         field, values = grid
         configs = [config.replace(**{field: value}) for value in values]
         states, metrics, timing = train_seeds(config, num_seeds, seed, grid=configs)
-        settings = [({**(overrides or {}), field: value}, cfg, jax.tree.map(lambda x, i=i: x[i], states),
-                     {k: v[i] for k, v in metrics.items()}) for i, (value, cfg) in enumerate(zip(values, configs))]
+        settings = [(cfg, jax.tree.map(lambda x, i=i: x[i], states), {k: v[i] for k, v in metrics.items()})
+                    for i, cfg in enumerate(configs)]
     rows = []
-    for changed, cfg, cfg_states, cfg_metrics in settings:
+    for cfg, cfg_states, cfg_metrics in settings:
         t0 = time.perf_counter()
         eval_returns = evaluate_seeds(cfg, cfg_states, num_episodes, seed)  # [S, E]
         cfg_timing = timing._replace(eval_s=time.perf_counter() - t0)
-        rows.append(result_row(env_name, cfg, changed, eval_returns, cfg_metrics, cfg_timing, len(settings),
-                               budget_scale, num_episodes))
+        rows.append(result_row(env_name, cfg, eval_returns, cfg_metrics, cfg_timing, len(settings), budget_scale,
+                               num_episodes))
     return rows
 
 
-def result_row(env_name: str, config: PPOConfig, overrides: dict, eval_returns: np.ndarray,
-               metrics: dict[str, np.ndarray], timing: Timing, num_settings: int, budget_scale: float,
-               num_episodes: int) -> dict:
+def result_row(env_name: str, config: PPOConfig, eval_returns: np.ndarray, metrics: dict[str, np.ndarray],
+               timing: Timing, num_settings: int, budget_scale: float, num_episodes: int) -> dict:
     """The JSON row of one trained setting: ``eval_returns [S, E]``, ``metrics {name: [S, U]}``."""
     num_seeds = eval_returns.shape[0]
     seed_means = eval_returns.mean(axis=1)
@@ -228,7 +237,7 @@ def result_row(env_name: str, config: PPOConfig, overrides: dict, eval_returns: 
         "total_timesteps": config.total_timesteps,
         "timesteps_trained": config.timesteps_trained,
         "budget_scale": budget_scale,
-        "overrides": overrides,
+        "overrides": overrides_of(config, env_name),
         "settings_in_program": num_settings,  # >1: trained beside other settings (--grid); timing is the program's
         "target_budget": None if target is None else target.budget,
         "target": None if target is None else target.threshold,
@@ -316,47 +325,57 @@ def markdown_table(rows: list[dict], device: str) -> str:
             lines.append(f"| {r['env_name']} | - | - | - | - | {target} | {status(r)} | - | "
                          f"{r['steps_per_second']:,} (measured over {r['measured_updates']} updates) |")
             continue
-        changed = ", ".join(f"{k}={v}" for k, v in r.get("overrides", {}).items())
-        name = f"{r['env_name']} ({changed})" if changed else r["env_name"]
+        name = f"{r['env_name']} ({setting_label(r)})" if setting_label(r) else r["env_name"]
         lines.append(
             f"| {name} | {r['timesteps_trained']:,} | {r['num_seeds']} x {r['eval_episodes_per_seed']} | "
             f"{_fmt(r['iqm'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | {_fmt(r['mean'])} | {target} | "
             f"{status(r)} | {r['total_s']:.0f} ({r['compile_s']:.0f} compile) | {r['steps_per_second']:,} |"
         )
+    if any(r.get("overrides") or r.get("settings_in_program", 1) > 1 for r in rows):
+        lines += ["", ("Rows named with a setting (e.g. `learning_rate=0.0005`) override the shipped config. Settings "
+                       "trained beside each other (`--grid`) share one program on the same seeds: their wall time and "
+                       "env steps/s are the whole program's.")]
     return "\n".join(lines) + "\n"
 
 
 def plot_curves(rows: list[dict], out: Path) -> Path:
-    """One panel per environment: mean training episode return over seeds, shaded 95% bootstrap band."""
+    """One panel per environment: mean training episode return over seeds, shaded 95% bootstrap band; one line per
+    setting (the shipped config and any --set/--grid variants)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in rows if not r.get("not_run")]
-    if not rows:
+    by_env: dict[str, list[dict]] = {}
+    for r in rows:
+        if not r.get("not_run"):
+            by_env.setdefault(r["env_name"], []).append(r)
+    if not by_env:
         return out
-    cols = min(3, len(rows))
-    nrows = -(-len(rows) // cols)
+    cols = min(3, len(by_env))
+    nrows = -(-len(by_env) // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.2 * nrows), squeeze=False)
     try:
-        for ax, r in zip(axes.flat, rows):
-            c = {k: np.array([np.nan if v is None else v for v in values], np.float64) for k, values in r["curve"].items()}
-            ax.plot(c["env_steps"], c["mean"], color="C0", lw=1.5, label=f"mean of {r['num_seeds']} seeds")
-            ax.fill_between(c["env_steps"], c["low"], c["high"], color="C0", alpha=0.25, lw=0)
-            if r["target"] is not None:
-                ax.axhline(r["target"], color="C3", ls="--", lw=1, label="target")
-            reduced = "" if r["full_budget"] else " (reduced budget)"
-            ax.set_title(f"{r['env_name']}{reduced}", fontsize=9)
+        for ax, (env_name, env_rows) in zip(axes.flat, by_env.items()):
+            for i, r in enumerate(env_rows):
+                c = {k: np.array([np.nan if v is None else v for v in values], np.float64)
+                     for k, values in r["curve"].items()}
+                label = f"{setting_label(r) or 'shipped config'} ({r['num_seeds']} seeds)"
+                ax.plot(c["env_steps"], c["mean"], color=f"C{i}", lw=1.5, label=label)
+                ax.fill_between(c["env_steps"], c["low"], c["high"], color=f"C{i}", alpha=0.25, lw=0)
+            first = env_rows[0]
+            if first["target"] is not None:
+                ax.axhline(first["target"], color="C3", ls="--", lw=1, label="target")
+            reduced = "" if all(r["full_budget"] for r in env_rows) else " (reduced budget)"
+            ax.set_title(f"{env_name}{reduced}", fontsize=9)
             ax.set_xlabel("environment steps", fontsize=8)
             ax.set_ylabel("training episode return", fontsize=8)
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7, loc="lower right")
-        for ax in list(axes.flat)[len(rows):]:
+        for ax in list(axes.flat)[len(by_env):]:
             ax.axis("off")
-        fig.suptitle("Learning curves of the shipped configs (shaded: 95% bootstrap CI of the mean over seeds)",
-                     fontsize=10)
+        fig.suptitle("Learning curves (shaded: 95% bootstrap CI of the mean over seeds)", fontsize=10)
         fig.tight_layout()
         fig.savefig(out, dpi=110, format="png")
     finally:
@@ -374,7 +393,8 @@ def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
     last, the shipped config before its variants."""
     by_key = {row_key(r): r for r in old} | {row_key(r): r for r in new}
     order = {name: i for i, name in enumerate(TARGETS)}
-    return sorted(by_key.values(), key=lambda r: (order.get(r["env_name"], len(order)), *row_key(r)))
+    return sorted(by_key.values(), key=lambda r: (order.get(r["env_name"], len(order)), r["env_name"],
+                                                  bool(r.get("overrides")), row_key(r)[1]))
 
 
 def write_results(rows: list[dict], out_dir: Path, device: str) -> dict[str, Path]:
@@ -440,8 +460,9 @@ def main(argv: list[str] | None = None) -> int:
         envs = parse_envs(args.envs)
         overrides = parse_overrides(args.set)
         grid = parse_grid(args.grid) if args.grid else None
-        if grid is not None:
-            _check_name(grid[0])  # a float hyperparameter, not a field that sets array shapes
+        if grid is not None and grid[0] not in HYPERPARAMETERS:  # not a field that sets array shapes
+            raise ValueError(f"--grid needs a float hyperparameter ({', '.join(HYPERPARAMETERS)}), got {grid[0]!r}: "
+                             f"other fields set array shapes, so each value needs a program of its own (use --set)")
         for env_name in envs:
             config = scaled_config(env_name, args.budget_scale, overrides)  # a clear error for a bad field, now
             if grid is not None:
@@ -461,8 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         env_rows = run_env(env_name, args.seeds, args.episodes, args.budget_scale, args.seed, overrides, grid)
         rows += env_rows
         for row in env_rows:
-            changed = ", ".join(f"{k}={v}" for k, v in row["overrides"].items())
-            print(f"{env_name}{f' ({changed})' if changed else ''}: IQM {row['iqm']:.2f} [{row['ci_low']:.2f}, "
+            print(f"{env_name}{f' ({setting_label(row)})' if setting_label(row) else ''}: IQM {row['iqm']:.2f} [{row['ci_low']:.2f}, "
                   f"{row['ci_high']:.2f}], mean {row['mean']:.2f}, {row['timesteps_trained']:,} steps x "
                   f"{args.seeds} seeds, {row['total_s']:.1f} s ({row['compile_s']:.1f} compile) on {device}: "
                   f"{status(row)}", flush=True)

@@ -2,7 +2,8 @@
 
     python benchmarks/scaling.py                                   # CPU defaults: seeds 1..256, devices 1,2,4
     python benchmarks/scaling.py --seeds 1,16,64,256,1024,2048     # on a GPU (the full 500k-step budget)
-    python benchmarks/scaling.py --seeds 1 --devices none --max-seeds   # the most seeds one GPU holds
+    python benchmarks/scaling.py --seeds none --devices none --max-seeds --max-seeds-start 50000   # then add the
+                                                                   # most seeds one GPU holds to that report
 
 Config: PureJaxRL's CartPole-v1 PPO (4 envs x 128 steps, 4 epochs x 4 minibatches, 500k steps), whose 2048 agents
 run at about 10M env steps/s on an A100. On a CPU the budget is cut to --total-timesteps (default 10 updates = 5,120
@@ -16,11 +17,12 @@ moving inputs and results to and from the host) gives steps/s = seeds x steps pe
 
 Devices: on CPU, D devices are forced host devices (XLA_FLAGS=--xla_force_host_platform_device_count=D) sharing the
 machine's cores, so this shows the sharding's overhead rather than a speed-up; on GPUs, CUDA_VISIBLE_DEVICES selects D.
-Most seeds on one device (--max-seeds, accelerators only): the seed count doubles from --max-seeds-start while a
-sweep of --max-seeds-timesteps steps per seed runs, then bisects between the last count that ran and the first that
-ran out of device memory (XLA's RESOURCE_EXHAUSTED) to within 5%, with preallocation off so that all of the
-device's memory can be used. Memory per seed does not grow with the number of
-updates (metrics are aggregated per update on the device), so a short budget finds the same limit as a full one.
+Most seeds on one device (--max-seeds, accelerators only): the seed count is multiplied by --max-seeds-growth from
+--max-seeds-start while a sweep of --max-seeds-timesteps steps per seed runs, then bisects between the last count that
+ran and the first that ran out of device memory (XLA's RESOURCE_EXHAUSTED) to within --max-seeds-tolerance, each
+count in a fresh process with preallocation off and --max-seeds-mem-fraction of the memory allowed. Memory per seed
+does not grow with the number of updates (metrics are aggregated per update on the device), so a short budget finds
+the same limit as a full one.
 Results: benchmarks/results/scaling-<device>.json and .png.
 """
 
@@ -204,11 +206,10 @@ def plot(report: dict, path: Path) -> None:
     else:  # one device: the search for the most seeds it holds
         for i, t in enumerate(most["tried"]):
             axes[2].plot(i + 1, t["num_seeds"], "o" if t["fits"] else "x", color="C2" if t["fits"] else "C3",
-                         label=("fits" if t["fits"] else "out of memory") if i < 2 or t["fits"] != most["tried"][0]
-                         ["fits"] else None)
+                         label="fits" if t["fits"] else "out of memory")
         axes[2].axhline(most["num_seeds"], color="C2", ls="--", lw=1, label=f"most that fit: {most['num_seeds']:,}")
         handles, labels = axes[2].get_legend_handles_labels()
-        unique = dict(zip(labels, handles))
+        unique = dict(zip(labels, handles))  # one legend entry per label
         axes[2].legend(unique.values(), unique.keys())
         axes[2].set(xlabel="try", ylabel="seeds", title=f"Most seeds on one device "
                     f"({most['steps_per_seed']:,} steps each)")

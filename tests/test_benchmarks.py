@@ -47,3 +47,63 @@ def test_out_of_memory_is_told_apart_from_other_failures(monkeypatch):
     with pytest.raises(RuntimeError) as err:
         scaling.run_worker({"num_seeds": 8}, 1, "gpu", 10)
     assert not isinstance(err.value, scaling.OutOfMemory)
+
+
+returns = _load("returns")
+
+
+def test_grid_and_set_arguments_parse_or_say_what_is_wrong():
+    assert returns.parse_grid("learning_rate=5e-4,5e-3") == ("learning_rate", [5e-4, 5e-3])
+    assert returns.parse_overrides(["num_envs=8", "hidden_sizes=[32, 32]", "network=cnn"]) == {
+        "num_envs": 8, "hidden_sizes": [32, 32], "network": "cnn"}
+    for bad in ("learning_rate", "learning_rate=", "=1e-3", "learning_rate=fast"):
+        with pytest.raises(ValueError, match="--grid takes FIELD=V1,V2"):
+            returns.parse_grid(bad)
+    with pytest.raises(ValueError, match="--set takes FIELD=VALUE"):
+        returns.parse_overrides(["learning_rate"])
+
+
+def test_a_row_names_what_differs_from_the_shipped_config(capsys):
+    from purejaxppo.configs import load_config
+
+    shipped = load_config("Breakout-MinAtar")
+    assert returns.overrides_of(shipped.replace(total_timesteps=81920), "Breakout-MinAtar") == {}  # budget: no setting
+    changed = shipped.replace(learning_rate=shipped.learning_rate / 10, entropy_coeff=0.0)
+    assert returns.overrides_of(changed, "Breakout-MinAtar") == {"learning_rate": shipped.learning_rate / 10,
+                                                                 "entropy_coeff": 0.0}
+    with pytest.raises(SystemExit):  # a shape-setting field cannot share a program: refused before any training
+        returns.main(["--envs", "CartPole-v1", "--grid", "num_envs=4,8"])
+    assert "--grid needs a float hyperparameter" in capsys.readouterr().err
+
+
+def test_rows_merge_by_environment_and_setting_shipped_config_first():
+    def row(env, iqm, **overrides):
+        return {"env_name": env, "iqm": iqm, "overrides": overrides}
+
+    old = [row("Catch-bsuite", 0.5), row("CartPole-v1", 400.0), row("CartPole-v1", 300.0, learning_rate=1e-3)]
+    new = [row("CartPole-v1", 450.0, learning_rate=1e-3), row("CartPole-v1", 500.0)]
+    merged = returns.merge_rows(old, new)
+    assert [(r["env_name"], r["overrides"], r["iqm"]) for r in merged] == [
+        ("CartPole-v1", {}, 500.0), ("CartPole-v1", {"learning_rate": 1e-3}, 450.0), ("Catch-bsuite", {}, 0.5)]
+
+
+@pytest.mark.timeout(300)
+def test_grid_cells_equal_lone_runs_of_each_setting():
+    """`--grid`: every setting trains the same seeds in one program; each cell matches that setting trained alone."""
+    import jax
+    import numpy as np
+
+    from purejaxppo import PPOConfig
+
+    config = PPOConfig(env_name="CartPole-v1", num_envs=4, num_steps=16, total_timesteps=128, num_minibatches=2,
+                       update_epochs=2)
+    values = [1e-3, 3e-2]
+    grid = [config.replace(learning_rate=v) for v in values]
+    states, metrics, _ = returns.train_seeds(config, num_seeds=2, seed=3, grid=grid)
+    assert metrics["policy_loss"].shape == (2, 2, config.num_updates)  # [G, S, U]
+    for i, cfg in enumerate(grid):
+        alone, alone_metrics, _ = returns.train_seeds(cfg, num_seeds=2, seed=3)
+        for a, b in zip(jax.tree.leaves(jax.tree.map(lambda x: x[i], states.params)), jax.tree.leaves(alone.params)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    first = jax.tree.leaves(states.params)[0]
+    assert not np.allclose(first[0], first[1])  # the two learning rates really trained differently
