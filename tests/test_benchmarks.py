@@ -102,7 +102,7 @@ def test_grid_cells_equal_lone_runs_of_each_setting():
     states, metrics, _ = returns.train_seeds(config, num_seeds=2, seed=3, grid=grid)
     assert metrics["policy_loss"].shape == (2, 2, config.num_updates)  # [G, S, U]
     for i, cfg in enumerate(grid):
-        alone, alone_metrics, _ = returns.train_seeds(cfg, num_seeds=2, seed=3)
+        alone, _, _ = returns.train_seeds(cfg, num_seeds=2, seed=3)
         for a, b in zip(jax.tree.leaves(jax.tree.map(lambda x: x[i], states.params)), jax.tree.leaves(alone.params)):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     first = jax.tree.leaves(states.params)[0]

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from purejaxppo.config import PPOConfig
+from purejaxppo.envs import BRAX_PREFIX
 
 CONFIG_DIR = Path(__file__).resolve().parent
 CONFIG_SUFFIXES = (".toml", ".json")
 
 
-BRAX_PREFIX, BRAX_FILE_PREFIX = "brax:", "brax_"  # "brax:hopper" ships as brax_hopper.toml (no ':' in file names)
+BRAX_FILE_PREFIX = "brax_"  # "brax:hopper" ships as brax_hopper.toml (no ':' in file names)
 
 
 def shipped_config_names() -> list[str]:
