@@ -178,7 +178,7 @@ def train_seeds(config: PPOConfig, num_seeds: int, seed: int, grid: list[PPOConf
 
 def evaluate_seeds(config: PPOConfig, states, num_episodes: int, seed: int) -> np.ndarray:
     """Greedy evaluation of every seed's final state: returns ``[S, num_episodes]``."""
-    num_seeds = jax.tree.leaves(states.update)[0].shape[0]
+    num_seeds = jax.tree.leaves(states.updates_done)[0].shape[0]
     keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), EVAL_STREAM), num_seeds)
     play = jax.jit(jax.vmap(lambda state, key: evaluate(config, state, key, num_episodes=num_episodes)))
     return np.asarray(jax.device_get(play(states, keys)), np.float64)

@@ -1,25 +1,30 @@
 """purejaxppo: Proximal Policy Optimization in pure JAX, the whole run one jitted `lax.scan`."""
 
-from purejaxppo.checkpoint import load_policy
+from purejaxppo.checkpoint import LoadedPolicy, load_policy
 from purejaxppo.config import PPOConfig
-from purejaxppo.evaluate import evaluate
-from purejaxppo.networks import make_network
-from purejaxppo.sweep import SweepResult, sweep
-from purejaxppo.train import METRIC_NAMES, TrainOutput, TrainState, make_train, make_train_functions
+from purejaxppo.evaluation import evaluate
+from purejaxppo.metrics import METRIC_NAMES
+from purejaxppo.policies import Policy, make_policy
+from purejaxppo.sweeps import SweepResult, sweep
+from purejaxppo.train import RunState, Setup, TrainOutput, make_setup, make_train, make_train_functions
 from purejaxppo.trainer import PPOTrainer
-
-__version__ = "0.1.0"
+from purejaxppo.version import __version__
 
 __all__ = [
     "METRIC_NAMES",
+    "LoadedPolicy",
     "PPOConfig",
     "PPOTrainer",
+    "Policy",
+    "RunState",
+    "Setup",
     "SweepResult",
     "TrainOutput",
-    "TrainState",
+    "__version__",
     "evaluate",
     "load_policy",
-    "make_network",
+    "make_policy",
+    "make_setup",
     "make_train",
     "make_train_functions",
     "sweep",

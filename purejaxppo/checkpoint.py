@@ -2,8 +2,9 @@
 
 A checkpoint is an orbax step directory ``<run>/checkpoints/<update>/`` with two items:
 
-* ``state``: the batched `TrainState` of every seed ([S, ...] leaves: params, optimiser state, normalisation
-  statistics, environment states, observations, the GRU carry, RNG keys as raw key data, the update counter), saved
+* ``state``: the batched `RunState` of every seed ([S, ...] leaves: params, optimiser state, normalisation
+  statistics, the rollout state (environment states, observations, done flags, the policy's carry), RNG keys as raw
+  key data, the update counter), saved
   with `StandardSave` as a flat ``{leaf path: array}`` dict of plain arrays;
 * ``meta``: JSON with the checkpoint format, the purejaxppo version, the run's config (`PPOConfig.to_dict`), the
   number of seeds and base seed, every leaf's shape and dtype, the PRNG implementation of each key leaf, and a
@@ -15,7 +16,9 @@ on local file systems), so a run killed mid-save leaves only a temporary directo
 the run resumes). Restoring checks, in order, that the metadata reads, that the format and purejaxppo version match,
 that the config and seed layout match the run being resumed, that every leaf has the expected shape and dtype, that
 the arrays read, and that their digest matches: a corrupt, truncated or incompatible checkpoint raises
-`CheckpointError` naming what is wrong, never a silent wrong start.
+`CheckpointError` naming what is wrong, never a silent wrong start. A checkpoint written by another purejaxppo version
+is refused with an error naming both versions (format 1, purejaxppo 0.1.0, kept the GRU's carry and the update
+counter under other names).
 """
 
 from __future__ import annotations
@@ -29,11 +32,16 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 
-import purejaxppo
 from purejaxppo.config import PPOConfig
+from purejaxppo.evaluation import play_episodes, policy_action
+from purejaxppo.normalize import normalize_obs
+from purejaxppo.policies import act
+from purejaxppo.train import Setup, TrainFunctions, make_train_functions
+from purejaxppo.version import __version__
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CHECKPOINT_DIRNAME = "checkpoints"
 DEFAULT_MAX_TO_KEEP = 2
 META_KEYS = ("config", "num_seeds", "seed", "update", "leaves", "key_impls", "sha256")
@@ -77,14 +85,14 @@ def state_to_arrays(state: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     return arrays, key_impls
 
 
-def leaf_specs(abstract_state: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+def leaf_shapes(abstract_state: Any) -> dict[str, tuple[tuple[int, ...], str]]:
     """``{leaf path: (shape, dtype)}`` of the arrays a state is saved as (key leaves as their uint32 key data)."""
-    specs = {}
+    shapes = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_state)[0]:
         if _is_key(leaf):
             leaf = jax.eval_shape(jax.random.key_data, leaf)
-        specs[_leaf_name(path)] = (tuple(leaf.shape), np.dtype(leaf.dtype).name)
-    return specs
+        shapes[_leaf_name(path)] = (tuple(leaf.shape), np.dtype(leaf.dtype).name)
+    return shapes
 
 
 def arrays_to_state(arrays: dict[str, Any], key_impls: dict[str, str], abstract_state: Any) -> Any:
@@ -117,7 +125,7 @@ def batched_keys(seed: int, num_seeds: int) -> jax.Array:
 
 
 def abstract_state(init_fn: Callable, layout: RunLayout) -> Any:
-    """Shapes and dtypes of the batched [S] `TrainState` that ``vmap(init_fn)`` makes (traced only, no compile).
+    """Shapes and dtypes of the batched [S] `RunState` that ``vmap(init_fn)`` makes (traced only, no compile).
 
     Leaves are strongly typed, as restored arrays are (`init` makes them so: see `train.strong_types`).
     """
@@ -158,18 +166,15 @@ def resolve(path: str | Path) -> tuple[Path, int | None]:
 
 
 class Checkpointer:
-    """Saves and restores a run's batched `TrainState` in ``directory`` (an orbax `CheckpointManager`).
+    """Saves and restores a run's batched `RunState` in ``directory`` (an orbax `CheckpointManager`).
 
     Saves are synchronous (`save` returns once the step directory has been renamed into place) and the newest
     `max_to_keep` steps are kept.
     """
 
     def __init__(self, directory: str | Path, max_to_keep: int | None = DEFAULT_MAX_TO_KEEP, read_only: bool = False):
-        import orbax.checkpoint as ocp
-
         _quiet_absl()
         self.directory = Path(directory).resolve()
-        self._ocp = ocp
         options = ocp.CheckpointManagerOptions(
             max_to_keep=None if read_only else max_to_keep,
             enable_async_checkpointing=False,
@@ -203,10 +208,10 @@ class Checkpointer:
     def save(self, state: Any, layout: RunLayout) -> int:
         """Save the batched [S] `state` at its update counter and return that step. Blocks until finalised."""
         arrays, key_impls = state_to_arrays(state)
-        step = int(np.asarray(arrays["update"]).reshape(-1)[0])
+        step = int(np.asarray(arrays["updates_done"]).reshape(-1)[0])
         meta = {
             "format": FORMAT_VERSION,
-            "purejaxppo_version": purejaxppo.__version__,
+            "purejaxppo_version": __version__,
             "jax_version": jax.__version__,
             **layout_meta(layout),
             "update": step,
@@ -214,7 +219,6 @@ class Checkpointer:
             "key_impls": key_impls,
             "sha256": digest(arrays),
         }
-        ocp = self._ocp
         self._manager.save(
             step,
             args=ocp.args.Composite(state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)),
@@ -227,7 +231,6 @@ class Checkpointer:
     def read_meta(self, step: int | None = None) -> dict[str, Any]:
         """The JSON metadata of `step` (default: the latest), checked for format and version."""
         step = self._pick(step)
-        ocp = self._ocp
         where = self.directory / str(step)
         try:
             meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
@@ -236,10 +239,10 @@ class Checkpointer:
                                   f"({type(e).__name__}: {_short(e)})") from None
         if not isinstance(meta, dict) or "format" not in meta:
             raise CheckpointError(f"checkpoint {where} is not a purejaxppo checkpoint (no format in its metadata)")
-        if meta["format"] != FORMAT_VERSION or meta.get("purejaxppo_version") != purejaxppo.__version__:
+        if meta["format"] != FORMAT_VERSION or meta.get("purejaxppo_version") != __version__:
             raise CheckpointError(
                 f"checkpoint {where} was written by purejaxppo {meta.get('purejaxppo_version')} (checkpoint format "
-                f"{meta['format']}); this is purejaxppo {purejaxppo.__version__} (format {FORMAT_VERSION}). "
+                f"{meta['format']}); this is purejaxppo {__version__} (format {FORMAT_VERSION}). "
                 "Resume or evaluate it with the version that wrote it."
             )
         missing = [k for k in META_KEYS if k not in meta]
@@ -268,13 +271,12 @@ class Checkpointer:
                       for k in ("num_seeds", "seed") if meta.get(k) != expected[k]]
             if diffs:
                 raise CheckpointError(f"checkpoint {where} belongs to a different run: " + "; ".join(diffs))
-        expected_specs = leaf_specs(abstract)
-        saved_specs = {n: (tuple(s), d) for n, (s, d) in meta["leaves"].items()}
-        if saved_specs != expected_specs:
+        expected_shapes = leaf_shapes(abstract)
+        saved_shapes = {n: (tuple(s), d) for n, (s, d) in meta["leaves"].items()}
+        if saved_shapes != expected_shapes:
             raise CheckpointError(f"checkpoint {where} does not fit this run's training state: "
-                                  + "; ".join(_spec_differences(saved_specs, expected_specs)))
-        ocp = self._ocp
-        target = {n: jax.ShapeDtypeStruct(tuple(s), np.dtype(d)) for n, (s, d) in saved_specs.items()}
+                                  + "; ".join(_shape_differences(saved_shapes, expected_shapes)))
+        target = {n: jax.ShapeDtypeStruct(tuple(s), np.dtype(d)) for n, (s, d) in saved_shapes.items()}
         try:
             restored = self._manager.restore(
                 meta["step"], args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
@@ -303,7 +305,7 @@ def _short(e: Exception, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _spec_differences(saved: dict, expected: dict) -> list[str]:
+def _shape_differences(saved: dict, expected: dict) -> list[str]:
     out = [f"missing leaf {n}" for n in sorted(set(expected) - set(saved))]
     out += [f"unexpected leaf {n}" for n in sorted(set(saved) - set(expected))]
     out += [f"{n}: shape/dtype {saved[n]} (checkpoint) vs {expected[n]} (this run)"
@@ -313,32 +315,34 @@ def _spec_differences(saved: dict, expected: dict) -> list[str]:
 
 # ----------------------------------------------------------------------------------------------------- load_policy
 class LoadedPolicy(NamedTuple):
-    """A trained policy restored from a checkpoint alone (one seed of the run).
+    """A trained policy restored from a checkpoint alone (one seed of the run), feed-forward or recurrent.
 
-    policy: ``policy(obs, key=None, mask=None) -> action`` for raw observations ``[*obs_shape]`` or
-      ``[B, *obs_shape]`` as the wrapped environment gives them (normalisation is applied inside); greedy unless
-      loaded with ``deterministic=False``. Feed-forward networks only (a GRU needs its hidden state: use `evaluate`).
+    act: ``act(carry, obs, reset=None, key=None, mask=None) -> (carry, action)`` for raw observations
+      ``[B, *obs_shape]`` as the wrapped environment gives them (normalisation is applied inside); `carry` is the
+      policy's memory (``initial_carry(B)`` at the start, ``()`` for a feed-forward policy), `reset` bool[B] marks
+      observations that start an episode (default: none). Greedy unless loaded with ``deterministic=False``.
+    initial_carry: ``initial_carry(batch_size) -> carry``.
+    policy: ``policy(obs, key=None, mask=None) -> action`` for ``[*obs_shape]`` or ``[B, *obs_shape]``, feed-forward
+      policies only (a recurrent one needs its carry: use `act`).
     evaluate: ``evaluate(num_episodes=32, key=None, greedy=None) -> returns [num_episodes]`` (greedy=None: as loaded).
-    config, params, obs_stats, network, env, env_params, spec: what `purejaxppo.evaluate` and `make_evaluate` need.
+    config, params, obs_stats: the run's config and this seed's parameters and observation statistics.
+    setup: the run's `train.Setup` (``setup.env``: the wrapped environment, its params and spec; ``setup.policy``).
     update: the update the checkpoint was taken at.
     """
 
+    act: Callable
+    initial_carry: Callable
     policy: Callable
     evaluate: Callable
     config: PPOConfig
     params: Any
     obs_stats: Any
-    network: Any
-    env: Any
-    env_params: Any
-    spec: Any
+    setup: Setup
     update: int
 
 
-def restore_run_state(path: str | Path, step: int | None = None):
-    """``(batched [S] TrainState, meta, TrainFunctions)`` from a run or checkpoint directory alone."""
-    from purejaxppo.train import make_train_functions
-
+def restore_run_state(path: str | Path, step: int | None = None) -> tuple[Any, dict, TrainFunctions]:
+    """``(batched [S] RunState, meta, TrainFunctions)`` from a run or checkpoint directory alone."""
     directory, resolved_step = resolve(path)
     with Checkpointer(directory, read_only=True) as ckpt:
         meta = ckpt.read_meta(step if step is not None else resolved_step)
@@ -363,39 +367,43 @@ def load_policy(path: str | Path, seed_index: int = 0, deterministic: bool = Tru
       step: a specific update to load (default: the latest, or the one `path` names).
 
     Returns:
-      A `LoadedPolicy`; ``policy(obs, key) -> action``.
+      A `LoadedPolicy`; ``act(carry, obs) -> (carry, action)``, and ``policy(obs) -> action`` when feed-forward.
     """
-    from purejaxppo.evaluate import make_evaluate, policy_action
-    from purejaxppo.rollout import observe
-
     state, meta, fns = restore_run_state(path, step)
     num_seeds = int(meta["num_seeds"])
     if not 0 <= seed_index < num_seeds:
         raise ValueError(f"seed_index must be in [0, {num_seeds}) for this run, got {seed_index}")
     one = jax.tree.map(lambda x: x[seed_index], state)
-    config, network = PPOConfig.from_dict(meta["config"]), fns.network
+    config, setup = PPOConfig.from_dict(meta["config"]), fns.setup
     params, obs_stats = one.params, one.obs_stats
 
-    def policy(obs, key: jax.Array | None = None, mask=None):
-        if config.network == "gru":
-            raise ValueError("network='gru' needs its hidden state between steps; use LoadedPolicy.evaluate, or "
-                             "network.apply(params, carry, obs, reset, mask, method='step') directly")
-        key = jax.random.key(0) if key is None else key
-        return _act(params, obs_stats, jnp.asarray(obs), key, mask)
-
     @jax.jit
-    def _act(params, obs_stats, obs, key, mask):
-        single = obs.ndim == len(fns.spec.obs_shape)
+    def _act(carry, obs, reset, key, mask):
+        obs = normalize_obs(obs_stats, obs, config.obs_clip, config.normalize_observations)
+        carry, pi = act(setup.policy, params, carry, obs, reset, mask)
+        return carry, policy_action(pi, key, deterministic)
+
+    def act_fn(carry, obs, reset=None, key: jax.Array | None = None, mask=None):
+        obs = jnp.asarray(obs)
+        reset = jnp.zeros(obs.shape[:1], bool) if reset is None else jnp.asarray(reset, bool)
+        return _act(carry, obs, reset, jax.random.key(0) if key is None else key, mask)
+
+    def policy(obs, key: jax.Array | None = None, mask=None):
+        if setup.policy.recurrent:
+            raise ValueError("this run's policy is recurrent: it needs its memory between steps. Use "
+                             "LoadedPolicy.act(carry, obs, reset) starting from LoadedPolicy.initial_carry(batch_size)")
+        obs = jnp.asarray(obs)
+        single = obs.ndim == len(setup.env.spec.obs_shape)
         batch = obs[None] if single else obs
-        mask_b = None if mask is None else (mask[None] if single else mask)
-        pi = network.apply(params, observe(config, obs_stats, batch), mask_b, method="policy")
-        action = policy_action(pi, key, deterministic)
+        mask = None if mask is None else (jnp.asarray(mask)[None] if single else jnp.asarray(mask))
+        _, action = act_fn((), batch, key=key, mask=mask)
         return action[0] if single else action
 
     def evaluate(num_episodes: int = 32, key: jax.Array | None = None, greedy: bool | None = None):
         greedy = deterministic if greedy is None else greedy
-        fn = make_evaluate(config, fns.env, fns.env_params, fns.spec, network, num_episodes, greedy)
-        return jax.jit(fn)(params, obs_stats, jax.random.key(0) if key is None else key)
+        play = jax.jit(lambda k: play_episodes(setup.env, setup.policy, params, obs_stats, k, config, num_episodes,
+                                               greedy))
+        return play(jax.random.key(0) if key is None else key)
 
-    return LoadedPolicy(policy, evaluate, config, params, obs_stats, network, fns.env, fns.env_params, fns.spec,
+    return LoadedPolicy(act_fn, setup.policy.initial_carry, policy, evaluate, config, params, obs_stats, setup,
                         int(meta["update"]))

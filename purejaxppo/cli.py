@@ -291,7 +291,7 @@ def default_checkpoint_every(num_updates: int) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class RunSetup:
+class RunPlan:
     """Everything the training loop needs, resolved from the command line (and the run directory on resume)."""
 
     config: PPOConfig
@@ -303,7 +303,7 @@ class RunSetup:
     resumed: bool
 
 
-def setup_new_run(cmd: Train) -> RunSetup:
+def plan_new_run(cmd: Train) -> RunPlan:
     """Resolve a fresh run and write its config.json and run.json."""
     import jax
 
@@ -325,10 +325,10 @@ def setup_new_run(cmd: Train) -> RunSetup:
         "checkpoint_every": every, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "purejaxppo_version": purejaxppo.__version__, "jax_version": jax.__version__,
     })
-    return RunSetup(config, num_seeds, seed, run_dir, every, run_id, resumed=False)
+    return RunPlan(config, num_seeds, seed, run_dir, every, run_id, resumed=False)
 
 
-def setup_resumed_run(cmd: Train) -> RunSetup:
+def plan_resumed_run(cmd: Train) -> RunPlan:
     """Read a run directory back; any config, seed or seed-count flags given must agree with it."""
     from purejaxppo.checkpoint import config_differences
     from purejaxppo.logs import CONFIG_FILE, RUN_FILE, read_json
@@ -359,10 +359,10 @@ def setup_resumed_run(cmd: Train) -> RunSetup:
         if value is not None and value != saved:
             raise UsageError(f"--resume {run_dir}: the run has --{flag} {saved}, not {value}")
     every = cmd.checkpoint_every or int(info["checkpoint_every"])
-    return RunSetup(config, int(info["num_seeds"]), int(info["seed"]), run_dir, every, info["run_id"], resumed=True)
+    return RunPlan(config, int(info["num_seeds"]), int(info["seed"]), run_dir, every, info["run_id"], resumed=True)
 
 
-def summarize(setup: RunSetup, updates_done: int, wall_seconds: float, steps_this_session: int) -> dict[str, Any]:
+def summarize(plan: RunPlan, updates_done: int, wall_seconds: float, steps_this_session: int) -> dict[str, Any]:
     """The summary.json of a run, from its whole metrics.jsonl."""
     import numpy as np
 
@@ -370,16 +370,16 @@ def summarize(setup: RunSetup, updates_done: int, wall_seconds: float, steps_thi
     from purejaxppo.checkpoint import checkpoint_dir
     from purejaxppo.logs import FINAL_WINDOW, METRICS_FILE, curves, final_returns, json_scalar, read_records
 
-    records = read_records(setup.run_dir / METRICS_FILE)
-    finals = final_returns(curves(records)[1]) if records else np.full(setup.num_seeds, np.nan)
+    records = read_records(plan.run_dir / METRICS_FILE)
+    finals = final_returns(curves(records)[1]) if records else np.full(plan.num_seeds, np.nan)
     finite = finals[np.isfinite(finals)]
     return {
-        "env_name": setup.config.env_name,
-        "num_seeds": setup.num_seeds,
-        "seed": setup.seed,
+        "env_name": plan.config.env_name,
+        "num_seeds": plan.num_seeds,
+        "seed": plan.seed,
         "updates": updates_done,
-        "complete": updates_done >= setup.config.num_updates,
-        "env_steps_per_seed": updates_done * setup.config.batch_size,
+        "complete": updates_done >= plan.config.num_updates,
+        "env_steps_per_seed": updates_done * plan.config.batch_size,
         "final_episode_return": {
             "window_updates": FINAL_WINDOW,  # per seed: the mean episode return over its last 10 updates
             "mean": json_scalar(finite.mean()) if finite.size else None,
@@ -388,7 +388,7 @@ def summarize(setup: RunSetup, updates_done: int, wall_seconds: float, steps_thi
         },
         "wall_seconds": round(wall_seconds, 3),
         "steps_per_second": round(steps_this_session / wall_seconds, 1) if wall_seconds > 0 else None,
-        "checkpoint": str(checkpoint_dir(setup.run_dir) / str(updates_done)),
+        "checkpoint": str(checkpoint_dir(plan.run_dir) / str(updates_done)),
         "purejaxppo_version": purejaxppo.__version__,
     }
 
@@ -409,7 +409,7 @@ def summary_line(summary: dict[str, Any], run_dir: Path) -> str:
             f"Run: {run_dir}")
 
 
-def initial_states(setup: RunSetup, runner, ckpt, say) -> tuple[Any, int]:
+def initial_states(plan: RunPlan, runner, ckpt, say) -> tuple[Any, int]:
     """``(batched [S] TrainState, updates done)``: the latest checkpoint when resuming, else freshly initialised.
 
     A resumed run with no checkpoint yet (killed during its first interval) starts again from update 0, which is
@@ -417,14 +417,14 @@ def initial_states(setup: RunSetup, runner, ckpt, say) -> tuple[Any, int]:
     """
     from purejaxppo.checkpoint import RunLayout, abstract_state, batched_keys
 
-    layout = RunLayout(setup.config, setup.num_seeds, setup.seed)
-    if setup.resumed and ckpt.latest_step() is not None:
+    layout = RunLayout(plan.config, plan.num_seeds, plan.seed)
+    if plan.resumed and ckpt.latest_step() is not None:
         states, meta = ckpt.restore(abstract_state(runner.fns.init, layout), layout)
-        say(f"Resuming {setup.run_dir} from update {meta['update']} of {setup.config.num_updates}")
+        say(f"Resuming {plan.run_dir} from update {meta['update']} of {plan.config.num_updates}")
         return states, int(meta["update"])
-    if setup.resumed:
-        say(f"Resuming {setup.run_dir}: no checkpoint yet, starting from update 0")
-    return runner.init(batched_keys(setup.seed, setup.num_seeds)), 0
+    if plan.resumed:
+        say(f"Resuming {plan.run_dir}: no checkpoint yet, starting from update 0")
+    return runner.init(batched_keys(plan.seed, plan.num_seeds)), 0
 
 
 def train_command(cmd: Train) -> int:
@@ -436,28 +436,28 @@ def train_command(cmd: Train) -> int:
     _check_positive("num-seeds", cmd.num_seeds)
     _check_positive("checkpoint-every", cmd.checkpoint_every)
     _check_positive("stop-after", cmd.stop_after)
-    setup = setup_resumed_run(cmd) if cmd.resume is not None else setup_new_run(cmd)
-    config, run_dir = setup.config, setup.run_dir
-    layout = RunLayout(config, setup.num_seeds, setup.seed)
+    plan = plan_resumed_run(cmd) if cmd.resume is not None else plan_new_run(cmd)
+    config, run_dir = plan.config, plan.run_dir
+    layout = RunLayout(config, plan.num_seeds, plan.seed)
     runner = chunk_runner(config)
     say = (lambda *a: None) if cmd.quiet else (lambda *a: print(*a, flush=True))
 
     with Checkpointer(checkpoint_dir(run_dir)) as ckpt:
-        states, start = initial_states(setup, runner, ckpt, say)
+        states, start = initial_states(plan, runner, ckpt, say)
         truncate_records(run_dir / METRICS_FILE, start)  # drop metrics of updates after the checkpoint
-        say(f"Training {config.env_name}: {setup.num_seeds} seed(s) x {config.num_updates} updates x "
+        say(f"Training {config.env_name}: {plan.num_seeds} seed(s) x {config.num_updates} updates x "
             f"{config.batch_size} steps ({config.timesteps_trained:,} steps per seed), checkpoint every "
-            f"{setup.checkpoint_every} updates -> {run_dir} (compiling...)")
-        log = RunLog(run_dir, config.to_dict(), setup.run_id, start * config.batch_size, cmd.tensorboard, cmd.wandb,
+            f"{plan.checkpoint_every} updates -> {run_dir} (compiling...)")
+        log = RunLog(run_dir, config.to_dict(), plan.run_id, start * config.batch_size, cmd.tensorboard, cmd.wandb,
                      cmd.wandb_mode, quiet=cmd.quiet)
-        bar = ProgressBar(config.timesteps_trained, start * config.batch_size, setup.num_seeds,
+        bar = ProgressBar(config.timesteps_trained, start * config.batch_size, plan.num_seeds,
                           enabled=progress_enabled(cmd.quiet),
-                          desc=config.env_name + (f" x{setup.num_seeds}" if setup.num_seeds > 1 else ""))
+                          desc=config.env_name + (f" x{plan.num_seeds}" if plan.num_seeds > 1 else ""))
         t0, update = time.time(), start
         end = config.num_updates if cmd.stop_after is None else min(cmd.stop_after, config.num_updates)
         try:
             while update < end:
-                n = min(setup.checkpoint_every, end - update)
+                n = min(plan.checkpoint_every, end - update)
                 states, metrics = runner.run(states, n, sink=bar)
                 log.write(metrics)  # metrics first: a crash before the save only repeats this chunk
                 ckpt.save(states, layout)
@@ -471,7 +471,7 @@ def train_command(cmd: Train) -> int:
             bar.close()
             log.close()
     wall = time.time() - t0
-    summary = summarize(setup, update, wall, (update - start) * config.batch_size * setup.num_seeds)
+    summary = summarize(plan, update, wall, (update - start) * config.batch_size * plan.num_seeds)
     write_json(run_dir / SUMMARY_FILE, summary)
     print(summary_line(summary, run_dir), flush=True)
     if not summary["complete"]:

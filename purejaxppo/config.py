@@ -24,6 +24,8 @@ from typing import Any
 
 import jax
 
+from purejaxppo.envs import check_env_name
+
 # Names of the fields that are float hyperparameters (pytree leaves). Everything else is static metadata.
 HYPERPARAMETERS: tuple[str, ...] = (
     "learning_rate",
@@ -296,8 +298,6 @@ def _check_bool(config: PPOConfig, name: str) -> None:
 
 
 def _validate(config: PPOConfig) -> None:
-    from purejaxppo.envs import check_env_name  # local import: envs imports gymnax, config must stay light
-
     if not isinstance(config.env_name, str):
         raise ValueError(f"PPOConfig.env_name must be a string, got {config.env_name!r}")
     check_env_name(config.env_name)

@@ -1,16 +1,20 @@
 """Environments: creation from a name, and the wrapper stack every environment is run through.
 
-`make_env(config)` returns ``(env, env_params)`` where `env` is the user's or gymnax's environment wrapped as
+`make_env(env_name, env_kwargs)` (or `make_env(env=my_env)`) returns an `Env`: the user's or gymnax's environment
+wrapped as
 
     EpisodeStatistics( ClipAction( ObservationToArray( base ) ) )        (ClipAction only for Box action spaces)
 
-All wrappers keep gymnax 1.0's interface: ``reset(key, params) -> (obs, state)`` and
-``step(key, state, action, params) -> (obs, state, reward, terminated, truncated, info)``, with auto-reset inside
-`step`. On the step where ``terminated or truncated``, `reward` is the episode's last reward, `obs` already belongs to
-the next episode, and ``info["final_observation"]`` is the pre-reset observation (needed to bootstrap a truncation).
+together with its params and its `EnvSpec`, and the vectorised calls the pipeline makes (`Env.reset`, `Env.step`,
+`Env.action_mask`, one environment per key). All wrappers keep gymnax 1.0's interface:
+``reset(key, params) -> (obs, state)`` and ``step(key, state, action, params) -> (obs, state, reward, terminated,
+truncated, info)``, with auto-reset inside `step`. On the step where ``terminated or truncated``, `reward` is the
+episode's last reward, `obs` already belongs to the next episode, and ``info["final_observation"]`` is the pre-reset
+observation (needed to bootstrap a truncation).
 
 Action masks: an environment may define ``action_mask(state, params) -> bool[num_actions]``; the wrappers pass it
 through (`action_mask(env, state, params)` below), so the mask always describes the state the agent is about to act in.
+Observations keep their natural shape (a policy's torso flattens what it needs), so nothing here depends on the policy.
 Observation and reward *normalisation* are not wrappers: their statistics live in the training state
 (`purejaxppo.normalize`), so evaluation and checkpoints keep them.
 """
@@ -23,9 +27,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import gymnax
 import numpy as np
 from flax import struct
 from gymnax.environments import spaces
+
+from purejaxppo.brax_env import make_brax_env
 
 BRAX_PREFIX = "brax:"
 # Registered in gymnax but unusable offline: it downloads MNIST on construction.
@@ -34,8 +41,6 @@ NEEDS_NETWORK = ("MNISTBandit-bsuite",)
 
 def registered_env_names() -> list[str]:
     """Every gymnax environment id (gymnax.registered_envs), in registration order."""
-    import gymnax
-
     return list(gymnax.registered_envs)
 
 
@@ -82,20 +87,15 @@ class Wrapper:
 
 
 class ObservationToArray(Wrapper):
-    """Observations as float32 arrays: Discrete observations become one-hot, others are cast.
+    """Observations as float32 arrays of their natural shape: Discrete observations become one-hot, others are cast."""
 
-    With `flatten=True` (MLP and GRU torsos) the observation is also flattened to ``[obs_dim]``; the CNN keeps images.
-    """
-
-    def __init__(self, env, params, flatten: bool):
+    def __init__(self, env, params):
         super().__init__(env)
         space = env.observation_space(params)
         self._one_hot = int(space.n) if isinstance(space, spaces.Discrete) else 0
-        self._flatten = flatten
 
     def _convert(self, obs):
-        obs = jax.nn.one_hot(obs, self._one_hot) if self._one_hot else jnp.asarray(obs, jnp.float32)
-        return obs.reshape(-1) if self._flatten else obs
+        return jax.nn.one_hot(obs, self._one_hot) if self._one_hot else jnp.asarray(obs, jnp.float32)
 
     @partial(jax.jit, static_argnums=0)
     def reset(self, key, params=None):
@@ -202,33 +202,76 @@ def check_step_api(env, env_params, action_space) -> None:
         )
 
 
+# -------------------------------------------------------------------------------------------------- the container
+class EnvStep(NamedTuple):
+    """The result of stepping N environments (`Env.step`)."""
+
+    obs: jax.Array  # [N, *obs_shape], already the next episode's first observation where done
+    env_state: Any
+    reward: jax.Array  # [N]
+    terminated: jax.Array  # [N]
+    truncated: jax.Array  # [N]
+    final_obs: jax.Array  # [N, *obs_shape], the pre-reset observation (== obs unless done)
+    episode_return: jax.Array  # [N]
+    episode_length: jax.Array  # [N]
+
+
+class Env(NamedTuple):
+    """An environment ready for the pipeline: the wrapped environment, its params and its spec (all static).
+
+    The methods run one environment per key (vmapped); environment i's randomness is its own key's.
+    """
+
+    wrapped: Any
+    params: Any
+    spec: EnvSpec
+
+    def reset(self, keys: jax.Array) -> tuple[jax.Array, Any]:
+        """Reset one environment per key: keys [N] -> ``(obs [N, *obs_shape], state [N])``."""
+        return jax.vmap(self.wrapped.reset, in_axes=(0, None))(keys, self.params)
+
+    def step(self, keys: jax.Array, state, action: jax.Array) -> EnvStep:
+        """Step N environments (auto-resetting those that finish): keys [N], state [N], action [N] or [N, A]."""
+        obs, state, reward, terminated, truncated, info = jax.vmap(self.wrapped.step, in_axes=(0, 0, 0, None))(
+            keys, state, action, self.params
+        )
+        return EnvStep(
+            obs, state, reward, terminated, truncated, info["final_observation"],
+            info["episode_return"], info["episode_length"],
+        )
+
+    def action_mask(self, state) -> jax.Array | None:
+        """``bool[N, A]`` legal actions in each environment's current state, or None when the environment has none."""
+        if not self.spec.has_action_mask:
+            return None
+        return jax.vmap(action_mask, in_axes=(None, 0, None))(self.wrapped, state, self.params).astype(bool)
+
+
 # ------------------------------------------------------------------------------------------------------- factories
-def make_base_env(config) -> tuple[Any, Any]:
-    """The unwrapped environment named by `config.env_name`, with its default params."""
-    if config.env_name.startswith(BRAX_PREFIX):
-        from purejaxppo.brax_env import make_brax_env  # optional extra
-
-        return make_brax_env(config.env_name[len(BRAX_PREFIX):], **config.env_kwargs_dict)
-    import gymnax
-
-    if config.env_name in NEEDS_NETWORK:
-        raise ValueError(f"{config.env_name} downloads its data set when built and cannot be used offline")
-    return gymnax.make(config.env_name, **config.env_kwargs_dict)
+def make_base_env(env_name: str, env_kwargs: Mapping[str, Any] | None = None) -> tuple[Any, Any]:
+    """The unwrapped environment `env_name` names, built with `env_kwargs`, and its default params."""
+    kwargs = dict(env_kwargs or {})
+    if env_name.startswith(BRAX_PREFIX):
+        return make_brax_env(env_name[len(BRAX_PREFIX):], **kwargs)
+    if env_name in NEEDS_NETWORK:
+        raise ValueError(f"{env_name} downloads its data set when built and cannot be used offline")
+    return gymnax.make(env_name, **kwargs)
 
 
-def make_env(config, env=None, env_params=None) -> tuple[Any, Any, EnvSpec]:
-    """Wrap `env` (or the one `config.env_name` names) and describe it.
+def make_env(env_name: str = "", env_kwargs: Mapping[str, Any] | None = None, env=None, env_params=None) -> Env:
+    """Wrap `env` (or build the one `env_name` names) and describe it.
 
     Args:
-      config: a `PPOConfig`; `network` decides whether observations are flattened.
-      env: any environment with gymnax 1.0's API, or None to build `config.env_name`.
-      env_params: its params; None means `env.default_params`.
+      env_name, env_kwargs: a registered id (gymnax, or ``"brax:<name>"``) and its constructor's keyword arguments;
+        ignored when `env` is given.
+      env: any environment with gymnax 1.0's API, or None to build `env_name`.
+      env_params: its params; None means the environment's defaults.
 
     Returns:
-      ``(wrapped_env, env_params, spec)``.
+      An `Env`.
     """
     if env is None:
-        env, default_params = make_base_env(config)
+        env, default_params = make_base_env(env_name, env_kwargs)
         env_params = default_params if env_params is None else env_params
     elif env_params is None:
         env_params = env.default_params
@@ -246,16 +289,11 @@ def make_env(config, env=None, env_params=None) -> tuple[Any, Any, EnvSpec]:
         raise ValueError(f"unsupported action space {type(action_space).__name__}: use Discrete or Box")
     check_step_api(env, env_params, action_space)
     has_mask = _has_action_mask(env)
-    wrapped = ObservationToArray(env, env_params, flatten=config.network != "cnn")
+    wrapped = ObservationToArray(env, env_params)
     if not discrete:
         wrapped = ClipAction(wrapped, low, high)
     wrapped = EpisodeStatistics(wrapped)
     obs, _ = jax.eval_shape(wrapped.reset, jax.random.key(0), env_params)
-    if config.network == "cnn" and len(obs.shape) != 3:
-        raise ValueError(
-            f"PPOConfig.network='cnn' needs image observations [H, W, C]; {config.env_name} gives shape {obs.shape}. "
-            "Use network='mlp'."
-        )
     max_steps = int(getattr(env_params, "max_steps_in_episode", 1000))
     spec = EnvSpec(tuple(obs.shape), discrete, num_actions, low, high, has_mask, max_steps)
-    return wrapped, env_params, spec
+    return Env(wrapped, env_params, spec)

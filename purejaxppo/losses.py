@@ -1,7 +1,7 @@
 """The PPO objective (and SPO's), written once on plain arrays so every caller shares it.
 
-`ppo_loss_terms` takes per-sample arrays and returns ``(loss, LossInfo)``; `make_train` reaches it through
-`actor_critic_loss` (a flax network) and `PPOTrainer` through its own model call. Loss to *minimise*:
+`ppo_loss` takes per-sample arrays and scalars and returns ``(loss, LossInfo)``; `make_train` and `PPOTrainer` both
+reach it through `batch.minibatch_loss`. Loss to *minimise*:
 
     loss = policy_loss + vf_coeff * value_loss - entropy_coeff * entropy
 
@@ -41,27 +41,27 @@ def standardize(x: jax.Array, eps: float = 1e-8, axis_name=None) -> jax.Array:
     return (x - mean) / (std + eps)
 
 
-def policy_loss_terms(log_ratio: jax.Array, advantages: jax.Array, clip_param, objective: str) -> jax.Array:
+def policy_loss_terms(log_ratio: jax.Array, advantages: jax.Array, clip_eps, objective: str) -> jax.Array:
     """Per-sample policy loss (to minimise) for ``objective in ("ppo", "spo")``; shapes [B]."""
     ratio = jnp.exp(log_ratio)
     if objective == "ppo":
-        clipped = jnp.clip(ratio, 1.0 - clip_param, 1.0 + clip_param)
+        clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
         return -jnp.minimum(ratio * advantages, clipped * advantages)
     if objective == "spo":
-        return -(ratio * advantages - jnp.abs(advantages) / (2.0 * clip_param) * jnp.square(ratio - 1.0))
+        return -(ratio * advantages - jnp.abs(advantages) / (2.0 * clip_eps) * jnp.square(ratio - 1.0))
     raise ValueError(f"policy_objective must be 'ppo' or 'spo', got {objective!r}")
 
 
-def value_loss_terms(values, old_values, targets, clip_param, clip_value_loss: bool) -> jax.Array:
+def value_loss_terms(values, old_values, targets, clip_eps, clip_value_loss: bool) -> jax.Array:
     """Per-sample value loss, ``0.5 (V - G)^2`` or its clipped PPO2 form; shapes [B]."""
     unclipped = jnp.square(values - targets)
     if not clip_value_loss:
         return 0.5 * unclipped
-    clipped_values = old_values + jnp.clip(values - old_values, -clip_param, clip_param)
+    clipped_values = old_values + jnp.clip(values - old_values, -clip_eps, clip_eps)
     return 0.5 * jnp.maximum(unclipped, jnp.square(clipped_values - targets))
 
 
-def ppo_loss_terms(
+def ppo_loss(
     log_prob: jax.Array,
     old_log_prob: jax.Array,
     advantages: jax.Array,
@@ -69,43 +69,39 @@ def ppo_loss_terms(
     old_values: jax.Array,
     targets: jax.Array,
     entropy: jax.Array,
-    config,
+    *,
+    clip_eps,
+    vf_coeff,
+    entropy_coeff,
+    normalize_advantages: bool = True,
+    clip_value_loss: bool = True,
+    objective: str = "ppo",
     axis_name=None,
 ) -> tuple[jax.Array, LossInfo]:
-    """The whole objective from per-sample arrays (all shape [B]).
+    """The whole objective from per-sample arrays (all shape [B]). Returns ``(loss to minimise, LossInfo)``.
 
-    Uses config.clip_param, vf_coeff, entropy_coeff, normalize_advantages, clip_value_loss and policy_objective.
-    With `axis_name` (data parallelism), advantages are standardised with the statistics of all devices' samples.
+    Args:
+      log_prob, old_log_prob: log pi(a|s) under the current and the rollout's policy.
+      advantages, targets: GAE's advantages and value targets; old_values: the rollout's critic.
+      values, entropy: the current critic and the policy's entropy.
+      clip_eps, vf_coeff, entropy_coeff: scalars (may be traced): PPO's epsilon (also the value clip and SPO's
+        radius), the value loss's and the entropy bonus's weights.
+      normalize_advantages, clip_value_loss, objective: static choices (see the module docstring).
+      axis_name: with data parallelism, advantages are standardised with every device's samples.
     """
-    if config.normalize_advantages:
+    if normalize_advantages:
         advantages = standardize(advantages, axis_name=axis_name)
     log_ratio = log_prob - old_log_prob
-    policy_loss = policy_loss_terms(log_ratio, advantages, config.clip_param, config.policy_objective).mean()
-    value_loss = value_loss_terms(values, old_values, targets, config.clip_param, config.clip_value_loss).mean()
+    policy_loss = policy_loss_terms(log_ratio, advantages, clip_eps, objective).mean()
+    value_loss = value_loss_terms(values, old_values, targets, clip_eps, clip_value_loss).mean()
     entropy = entropy.mean()
-    loss = policy_loss + config.vf_coeff * value_loss - config.entropy_coeff * entropy
+    loss = policy_loss + vf_coeff * value_loss - entropy_coeff * entropy
     ratio = jnp.exp(log_ratio)
     info = LossInfo(
         policy_loss=policy_loss,
         value_loss=value_loss,
         entropy=entropy,
         approx_kl=jax.lax.stop_gradient(((ratio - 1.0) - log_ratio).mean()),
-        clip_fraction=jax.lax.stop_gradient((jnp.abs(ratio - 1.0) > config.clip_param).mean()),
+        clip_fraction=jax.lax.stop_gradient((jnp.abs(ratio - 1.0) > clip_eps).mean()),
     )
     return loss, info
-
-
-def actor_critic_loss(params, network, minibatch, config, axis_name=None) -> tuple[jax.Array, LossInfo]:
-    """`ppo_loss_terms` for a feed-forward `ActorCritic` on a flat minibatch (an `update.Batch` of shape [B])."""
-    pi, values = network.apply(params, minibatch.obs, minibatch.action_mask)
-    return ppo_loss_terms(
-        pi.log_prob(minibatch.action),
-        minibatch.log_prob,
-        minibatch.advantage,
-        values,
-        minibatch.value,
-        minibatch.target,
-        pi.entropy(),
-        config,
-        axis_name,
-    )

@@ -1,8 +1,10 @@
-"""Actor-critic networks (flax linen) and their policy distributions (distrax).
+"""Actor-critic networks (flax linen) and their policy distributions (distrax). The pipeline reaches them only
+through `purejaxppo.policies`.
 
 `ActorCritic.apply(params, obs, mask=None) -> (pi, value)`:
 
-* obs ``[..., *obs_shape]`` (leading batch axes are free), mask ``bool[..., num_actions]`` or None;
+* obs ``[..., *obs_shape]`` (leading batch axes are free; the MLP flattens the last `obs_rank` axes itself), mask
+  ``bool[..., num_actions]`` or None;
 * pi: `distrax.Categorical` over the legal actions (illegal logits set to -1e9, so they have probability 0), or a
   diagonal Gaussian ``MultivariateNormalDiag(mean, exp(log_std))`` with a learned, state-independent log-std;
 * value ``[...]``.
@@ -10,6 +12,12 @@
 The actor and the critic have separate torsos (an MLP, or a small CNN for image observations), initialised
 orthogonally as in PPO's reference implementations: gain sqrt(2) for hidden layers, 0.01 for the policy head and
 1.0 for the value head (Andrychowicz et al., 2021, arXiv 2006.05990).
+
+`RecurrentActorCritic` (``network="gru"``) reads a time-major sequence:
+
+    x_t = act(Dense(obs_t))                                    embedding, width hidden_sizes[0]
+    h_t = GRU(reset_t ? h_0 : h_{t-1}, x_t)                    h_0 = 0, width gru_hidden_size
+    pi_t = PolicyHead(MLP(h_t)),  V_t = Dense(MLP(h_t))        separate heads, MLP widths hidden_sizes[1:]
 """
 
 from __future__ import annotations
@@ -29,6 +37,11 @@ ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "silu": nn.sil
 
 def _dense(features: int, gain: float) -> nn.Dense:
     return nn.Dense(features, kernel_init=nn.initializers.orthogonal(gain), bias_init=nn.initializers.zeros)
+
+
+def flatten_obs(obs: jax.Array, obs_rank: int) -> jax.Array:
+    """``[..., *obs_shape] -> [..., prod(obs_shape)]`` where ``len(obs_shape) == obs_rank``."""
+    return obs if obs_rank == 1 else obs.reshape((*obs.shape[: obs.ndim - obs_rank], -1))
 
 
 class MLPTorso(nn.Module):
@@ -104,7 +117,11 @@ class PolicyHead(nn.Module):
 
 
 class ActorCritic(nn.Module):
-    """Separate actor and critic torsos; `__call__` returns ``(pi, value)``."""
+    """Separate actor and critic torsos; `__call__` returns ``(pi, value)``.
+
+    obs_rank: how many trailing axes of the input are the observation (the MLP flattens them; the CNN reads
+    ``[H, W, C]`` images).
+    """
 
     discrete: bool
     num_actions: int
@@ -112,6 +129,7 @@ class ActorCritic(nn.Module):
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
     cnn_channels: Sequence[int] = (16,)
+    obs_rank: int = 1
 
     def setup(self):
         if self.torso == "cnn":
@@ -126,40 +144,93 @@ class ActorCritic(nn.Module):
     def __call__(self, obs, mask=None):
         return self.policy(obs, mask), self.value(obs)
 
+    def _torso_input(self, obs):
+        return obs if self.torso == "cnn" else flatten_obs(obs, self.obs_rank)
+
     def policy(self, obs, mask=None) -> distrax.Distribution:
-        """The action distribution only (the rollout uses this and computes values in one batch afterwards)."""
-        return self.policy_head(self.actor_torso(obs), mask)
+        """The action distribution only."""
+        return self.policy_head(self.actor_torso(self._torso_input(obs)), mask)
 
     def value(self, obs) -> jax.Array:
-        """V(obs), shape ``obs.shape[:-len(obs_shape)]``."""
-        return self.value_head(self.critic_torso(obs))[..., 0]
+        """V(obs), shape ``obs.shape[:-obs_rank]``."""
+        return self.value_head(self.critic_torso(self._torso_input(obs)))[..., 0]
 
 
-def make_network(config, env=None, env_params=None, spec=None) -> nn.Module:
-    """The flax module for `config` and the environment (built from `config.env_name` when `env` is None).
+# ------------------------------------------------------------------------------------------------------- recurrent
+class _GRUStep(nn.Module):
+    """One GRU step with a reset: ``carry [B, H], (x [B, E], reset [B]) -> (h [B, H], h [B, H])``."""
 
-    ``network.apply(params, obs, mask=None) -> (pi, value)``; initialise with
-    ``network.init(key, dummy_obs)`` or use `init_params`.
-    """
-    if spec is None:
-        from purejaxppo.envs import make_env
+    features: int
 
-        _, _, spec = make_env(config, env, env_params)
-    if config.network == "gru":
-        from purejaxppo.recurrent import RecurrentActorCritic
-
-        return RecurrentActorCritic(
-            discrete=spec.discrete,
-            num_actions=spec.num_actions,
-            hidden_sizes=config.hidden_sizes,
-            activation=config.activation,
-            gru_hidden_size=config.gru_hidden_size,
+    @nn.compact
+    def __call__(self, carry, inputs):
+        x, reset = inputs
+        carry = jnp.where(reset[:, None], jnp.zeros_like(carry), carry)
+        cell = nn.GRUCell(
+            self.features,
+            kernel_init=nn.initializers.orthogonal(1.0),
+            recurrent_kernel_init=nn.initializers.orthogonal(1.0),
+            bias_init=nn.initializers.zeros,
         )
-    return ActorCritic(
-        discrete=spec.discrete,
-        num_actions=spec.num_actions,
-        torso="cnn" if config.network == "cnn" else "mlp",
-        hidden_sizes=config.hidden_sizes,
-        activation=config.activation,
-        cnn_channels=config.cnn_channels,
-    )
+        h, _ = cell(carry, x)
+        return h, h
+
+
+# The GRU over time: params shared across steps, inputs and outputs time-major.
+_ScannedGRU = nn.scan(
+    _GRUStep, variable_broadcast="params", split_rngs={"params": False}, in_axes=0, out_axes=0
+)
+
+
+class RecurrentActorCritic(nn.Module):
+    """Dense embedding -> GRU -> separate actor and critic heads (orthogonal init as in `ActorCritic`).
+
+    Time-major throughout: obs ``[T, B, *obs_shape]`` (flattened over its last `obs_rank` axes), resets ``bool[T, B]``,
+    carry ``[B, H]``. `__call__` returns ``(carry_T, pi [T, B], value [T, B])``; the other methods are the pieces
+    `policies.recurrent_policy` uses.
+    """
+
+    discrete: bool
+    num_actions: int
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+    gru_hidden_size: int = 128
+    obs_rank: int = 1
+
+    def setup(self):
+        self.embed = _dense(self.hidden_sizes[0], np.sqrt(2))
+        self.gru = _ScannedGRU(self.gru_hidden_size)
+        self.actor_torso = MLPTorso(tuple(self.hidden_sizes[1:]), self.activation)
+        self.critic_torso = MLPTorso(tuple(self.hidden_sizes[1:]), self.activation)
+        self.policy_head = PolicyHead(self.discrete, self.num_actions)
+        self.value_out = _dense(1, 1.0)
+
+    def __call__(self, carry, obs, resets, mask=None):
+        carry, hidden = self.hidden_states(carry, obs, resets)
+        return carry, self.policy_from_hidden(hidden, mask), self.value_from_hidden(hidden)
+
+    def initial_carry(self, batch_size: int) -> jax.Array:
+        """h_0, zeros ``[batch_size, H]``."""
+        return jnp.zeros((batch_size, self.gru_hidden_size), jnp.float32)
+
+    def hidden_states(self, carry, obs, resets) -> tuple[jax.Array, jax.Array]:
+        """``(h_{T-1} [B, H], h [T, B, H])``: h_t is the GRU state after reading obs_t (reset first where resets_t)."""
+        x = ACTIVATIONS[self.activation](self.embed(flatten_obs(obs, self.obs_rank)))
+        return self.gru(carry, (x, resets))
+
+    def policy_from_hidden(self, hidden, mask=None) -> distrax.Distribution:
+        """The action distribution for hidden states ``[..., H]`` (batch shape ``[...]``)."""
+        return self.policy_head(self.actor_torso(hidden), mask)
+
+    def value_from_hidden(self, hidden) -> jax.Array:
+        """V for hidden states ``[..., H]``, shape ``[...]``."""
+        return self.value_out(self.critic_torso(hidden))[..., 0]
+
+    def successor_value(self, hidden, next_obs) -> jax.Array:
+        """``V(GRU(h, next_obs))`` with no reset, elementwise over leading axes: hidden [..., H], next_obs
+        [..., *obs_shape]."""
+        batch_shape = hidden.shape[:-1]
+        flat_h = hidden.reshape((-1, hidden.shape[-1]))
+        flat_obs = next_obs.reshape((1, flat_h.shape[0], *next_obs.shape[len(batch_shape):]))
+        h, _ = self.hidden_states(flat_h, flat_obs, jnp.zeros((1, flat_h.shape[0]), bool))
+        return self.value_from_hidden(h).reshape(batch_shape)

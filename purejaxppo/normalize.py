@@ -56,6 +56,11 @@ def normalize(stats: RunningStats, x: jax.Array, clip) -> jax.Array:
     return jnp.clip((x - stats.mean) / jnp.sqrt(stats.var + EPSILON), -clip, clip)
 
 
+def normalize_obs(stats: RunningStats, obs: jax.Array, clip, enabled: bool) -> jax.Array:
+    """What a policy sees: `obs` normalised with `stats` and clipped to +-`clip` when `enabled`, else `obs` itself."""
+    return normalize(stats, obs, clip) if enabled else obs
+
+
 @struct.dataclass
 class RewardNormState:
     """Running variance of the discounted return, and each environment's return so far."""

@@ -13,7 +13,8 @@ each device shuffles its own samples, so a minibatch is the union of D per-devic
 one-device run's: the same algorithm, a different random shuffle.
 
 Use it when one run is too big for one device; to train many seeds or settings, `purejaxppo.sweep` (one whole run
-per device, no communication) scales better. Feed-forward networks only (not ``network="gru"``).
+per device, no communication) scales better. Every policy works, recurrent ones too: a GRU's minibatches hold whole
+sequences of the device's own environments.
 """
 
 from __future__ import annotations
@@ -27,18 +28,20 @@ from jax.sharding import PartitionSpec as P
 
 from purejaxppo.config import PPOConfig
 from purejaxppo.normalize import RewardNormState
-from purejaxppo.train import TrainOutput, TrainState, make_train_functions
+from purejaxppo.rollout import RolloutState
+from purejaxppo.train import RunState, TrainOutput, init, make_setup, run
 
 DATA_AXIS = "data"
 
 
-def _state_specs(env_spec: P) -> TrainState:
-    """Where each part of the `TrainState` lives: per-environment arrays split, everything else replicated."""
+def _state_partitions(per_env: P) -> RunState:
+    """Where each part of the `RunState` lives: per-environment arrays split (`per_env`), everything else replicated."""
     replicated = P()
-    return TrainState(
-        params=replicated, opt_state=replicated, env_state=env_spec, obs=env_spec, obs_stats=replicated,
-        reward_state=RewardNormState(stats=replicated, discounted_return=env_spec), policy_carry=None,
-        key=replicated, update=replicated,
+    return RunState(
+        params=replicated, opt_state=replicated,
+        rollout=RolloutState(env_state=per_env, obs=per_env, done=per_env, carry=per_env),
+        obs_stats=replicated, reward_state=RewardNormState(stats=replicated, discounted_return=per_env),
+        key=replicated, updates_done=replicated,
     )
 
 
@@ -46,22 +49,19 @@ def per_device_config(config: PPOConfig, num_devices: int) -> PPOConfig:
     """The config one device runs: ``num_envs / num_devices`` environments, the same number of updates.
 
     Raises a ValueError when num_envs does not divide by the devices, or num_minibatches does not divide a device's
-    share of the batch.
+    share of the samples (steps, or whole sequences for a recurrent policy).
     """
-    if config.network == "gru":
-        raise ValueError("data parallelism supports feed-forward networks only (network='mlp' or 'cnn'), got 'gru'")
     if config.num_envs % num_devices:
         raise ValueError(
             f"PPOConfig.num_envs={config.num_envs} must be divisible by the number of devices ({num_devices}) "
             f"for data parallelism"
         )
     local_envs = config.num_envs // num_devices
-    if (local_envs * config.num_steps) % config.num_minibatches:
-        raise ValueError(
-            f"PPOConfig.num_minibatches={config.num_minibatches} must divide each device's batch, "
-            f"num_envs / devices * num_steps = {local_envs * config.num_steps}"
-        )
-    return config.replace(num_envs=local_envs, total_timesteps=config.num_updates * local_envs * config.num_steps)
+    try:
+        return config.replace(num_envs=local_envs, total_timesteps=config.num_updates * local_envs * config.num_steps)
+    except ValueError as error:  # the config's own check, for one device's share
+        raise ValueError(f"with data parallelism over {num_devices} devices, each device has "
+                         f"num_envs / devices = {local_envs} environments: {error}") from None
 
 
 def make_data_parallel_train(
@@ -82,17 +82,16 @@ def make_data_parallel_train(
     mesh = Mesh(np.array(jax.devices()), (DATA_AXIS,)) if mesh is None else mesh
     axis = mesh.axis_names[0] if len(mesh.axis_names) == 1 else tuple(mesh.axis_names)
     local = per_device_config(config, mesh.size)
-    fns = make_train_functions(local, env, env_params, axis_name=axis)
+    setup = make_setup(local, env, env_params, axis_name=axis)
     local_tree, global_tree = jax.tree_util.tree_structure(local), jax.tree_util.tree_structure(config)
-    out_specs = TrainOutput(_state_specs(P(axis)), P())
+    out_partitions = TrainOutput(_state_partitions(P(axis)), P())
 
     def local_train(key: jax.Array, leaves: list) -> TrainOutput:
-        cfg = jax.tree_util.tree_unflatten(local_tree, leaves)
-        state, metrics = fns.run(fns.init(key, cfg), cfg)
-        return TrainOutput(state, metrics)
+        hp = jax.tree_util.tree_unflatten(local_tree, leaves)
+        return TrainOutput(*run(setup, init(setup, key, hp), hp))
 
     # check_vma=False: parameters are replicated by construction (pmean'd gradients), not by type inference.
-    sharded = jax.shard_map(local_train, mesh=mesh, in_specs=(P(), P()), out_specs=out_specs, check_vma=False)
+    sharded = jax.shard_map(local_train, mesh=mesh, in_specs=(P(), P()), out_specs=out_partitions, check_vma=False)
 
     def train(key: jax.Array, hparams: PPOConfig | None = None) -> TrainOutput:
         hparams = config if hparams is None else hparams

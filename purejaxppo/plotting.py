@@ -14,8 +14,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
+import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter
 
+from purejaxppo.checkpoint import LoadedPolicy
+from purejaxppo.envs import EpisodeStatisticsState
 from purejaxppo.logs import CONFIG_FILE, METRICS_FILE, curves, read_json, read_records
 
 NUM_BOOTSTRAP = 1000
@@ -100,38 +107,32 @@ def load_curve(run_dir: str | Path, metric: str = "episode_return", window: int 
 
 def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = "episode_return", window: int = 1,
               labels: Sequence[str] | None = None, title: str | None = None) -> Path:
-    """Draw every run's curve on one figure and save it as a PNG at `out`. Returns the path."""
-    import matplotlib
+    """Draw every run's curve on one figure and save it as a PNG at `out`. Returns the path.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    Drawn on a `matplotlib.figure.Figure` of its own (no pyplot), so it never changes the caller's backend.
+    """
     if labels is not None and len(labels) != len(run_dirs):
         raise ValueError(f"--labels needs one label per run ({len(run_dirs)}), got {len(labels)}")
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    try:
-        for i, run_dir in enumerate(run_dirs):
-            c = load_curve(run_dir, metric, window, None if labels is None else labels[i])
-            color = f"C{i % 10}"
-            ax.plot(c.env_steps, c.mean, color=color, lw=1.8, label=f"{c.label}: mean of {c.num_seeds} seeds")
-            if c.num_seeds > 1:
-                ax.fill_between(c.env_steps, c.low, c.high, color=color, alpha=0.2, lw=0)
-                note = "" if c.num_seeds >= 4 else " (= mean for < 4 seeds)"
-                ax.plot(c.env_steps, c.iqm, color=color, lw=1.2, ls="--", label=f"{c.label}: IQM{note}")
-        from matplotlib.ticker import EngFormatter
-
-        ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 100k, 1M
-        ax.set_xlabel("environment steps (per seed)")
-        ax.set_ylabel(metric.replace("_", " "))
-        ax.set_title(title or "Learning curves (shaded: 95% bootstrap CI of the mean)", fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
-        fig.tight_layout()
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=120, format="png")
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    for i, run_dir in enumerate(run_dirs):
+        c = load_curve(run_dir, metric, window, None if labels is None else labels[i])
+        color = f"C{i % 10}"
+        ax.plot(c.env_steps, c.mean, color=color, lw=1.8, label=f"{c.label}: mean of {c.num_seeds} seeds")
+        if c.num_seeds > 1:
+            ax.fill_between(c.env_steps, c.low, c.high, color=color, alpha=0.2, lw=0)
+            note = "" if c.num_seeds >= 4 else " (= mean for < 4 seeds)"
+            ax.plot(c.env_steps, c.iqm, color=color, lw=1.2, ls="--", label=f"{c.label}: IQM{note}")
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 100k, 1M
+    ax.set_xlabel("environment steps (per seed)")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(title or "Learning curves (shaded: 95% bootstrap CI of the mean)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120, format="png")
     return out
 
 
@@ -148,45 +149,33 @@ CLASSIC_CONTROL = GIF_ENVS[:5]
 
 def _base_state(state):
     """The unwrapped environment's state inside `envs.EpisodeStatisticsState`."""
-    from purejaxppo.envs import EpisodeStatisticsState
-
     while isinstance(state, EpisodeStatisticsState):
         state = state.env_state
     return state
 
 
-def play_episode(loaded, key, max_steps: int) -> tuple[list, list[float]]:
-    """One episode of a `LoadedPolicy` (feed-forward) in a single environment.
+def play_episode(loaded: LoadedPolicy, key: jax.Array, max_steps: int) -> tuple[list, list[float]]:
+    """One episode of a `LoadedPolicy` (feed-forward or recurrent, acting as loaded) in a single environment.
 
     Returns ``(states, cumulative returns)``: the unwrapped environment state before each step and the return so far
     after it, at most `max_steps` of each.
     """
-    import jax
-
-    from purejaxppo.evaluate import policy_action
-    from purejaxppo.rollout import batch_action_mask, observe
-
-    env, env_params, network, config = loaded.env, loaded.env_params, loaded.network, loaded.config
-
-    @jax.jit
-    def step(state, obs, key):
-        key_action, key_env = jax.random.split(key)
-        mask = batch_action_mask(env, env_params, jax.tree.map(lambda x: x[None], state),
-                                 loaded.spec.has_action_mask)
-        pi = network.apply(loaded.params, observe(config, loaded.obs_stats, obs[None]), mask, method="policy")
-        action = policy_action(pi, key_action, True)[0]
-        obs, state, reward, terminated, truncated, _ = env.step(key_env, state, action, env_params)
-        return state, obs, reward, terminated | truncated
-
+    env = loaded.setup.env
+    step = jax.jit(lambda k, state, action: env.step(k[None], state, action))
+    action_mask = jax.jit(env.action_mask)
     key_reset, key_run = jax.random.split(key)
-    obs, state = jax.jit(env.reset)(key_reset, env_params)
+    obs, state = env.reset(key_reset[None])  # a batch of one environment
+    carry = loaded.initial_carry(1)
     states, returns, total = [], [], 0.0
     for t in range(max_steps):
-        states.append(jax.device_get(_base_state(state)))
-        state, obs, reward, done = step(state, obs, jax.random.fold_in(key_run, t))
-        total += float(reward)
+        states.append(jax.device_get(_base_state(jax.tree.map(lambda x: x[0], state))))
+        key_action, key_env = jax.random.split(jax.random.fold_in(key_run, t))
+        carry, action = loaded.act(carry, obs, jnp.asarray([t == 0]), key_action, action_mask(state))
+        out = step(key_env, state, action)
+        obs, state = out.obs, out.env_state
+        total += float(out.reward[0])
         returns.append(total)
-        if bool(done):
+        if bool(out.terminated[0] | out.truncated[0]):
             break
     return states, returns
 
@@ -207,23 +196,19 @@ def check_gif_support(config) -> None:
         except ModuleNotFoundError as e:
             raise ValueError(f"--gif for {name} renders through gymnasium and needs {e.name}: "
                              "pip install 'gymnasium[classic-control]'") from None
-    if config.network == "gru":
-        raise ValueError("--gif supports feed-forward networks (mlp, cnn); this run uses network='gru'")
 
 
-def render_gif(loaded, out: str | Path, key, max_steps: int = 300) -> tuple[Path, int, float]:
-    """Render one greedy episode of a `LoadedPolicy` to a GIF with gymnax's `Visualizer`.
+def render_gif(loaded: LoadedPolicy, out: str | Path, key, max_steps: int = 300) -> tuple[Path, int, float]:
+    """Render one episode of a `LoadedPolicy` (greedy unless loaded otherwise) to a GIF with gymnax's `Visualizer`.
 
     Returns ``(path, steps, return)``. Raises a ValueError (see `check_gif_support`) when it cannot be drawn.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     check_gif_support(loaded.config)
-    from gymnax.visualize import Visualizer
+    matplotlib.use("Agg")  # the Visualizer draws with pyplot
+    from gymnax.visualize import Visualizer  # imports gymnasium: the optional render extra
 
     states, returns = play_episode(loaded, key, max_steps)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    Visualizer(loaded.env.unwrapped, loaded.env_params, states, returns).animate(str(out))
+    Visualizer(loaded.setup.env.wrapped.unwrapped, loaded.setup.env.params, states, returns).animate(str(out))
     return out, len(states), returns[-1] if returns else 0.0

@@ -28,8 +28,10 @@ from typing import Any, TextIO
 import jax
 import numpy as np
 from jax.experimental import io_callback
+from tqdm.auto import tqdm
 
 from purejaxppo.config import PPOConfig
+from purejaxppo.train import TrainFunctions, make_train_functions
 
 Metrics = dict[str, np.ndarray]
 Sink = Callable[[Metrics], None]
@@ -43,9 +45,7 @@ class ChunkRunner:
       fns: its `TrainFunctions`.
     """
 
-    def __init__(self, config: PPOConfig, fns=None):
-        from purejaxppo.train import make_train_functions
-
+    def __init__(self, config: PPOConfig, fns: TrainFunctions | None = None):
         self.config = config
         self.fns = make_train_functions(config) if fns is None else fns
         self._sink: Sink | None = None
@@ -63,7 +63,7 @@ class ChunkRunner:
 
         def body(_, s):
             s, metrics = jax.vmap(lambda x: update(x, config))(s)
-            io_callback(self._emit, None, {**metrics, "update": s.update}, ordered=True)
+            io_callback(self._emit, None, {**metrics, "update": s.updates_done}, ordered=True)
             return s
 
         return jax.lax.fori_loop(0, num_updates, body, states)
@@ -76,7 +76,7 @@ class ChunkRunner:
         """Run `num_updates` updates from `states` (donated: do not reuse them).
 
         Args:
-          states: batched [S] `TrainState`.
+          states: batched [S] `RunState`.
           num_updates: updates to run (any value >= 0; never recompiles).
           sink: also called with each update's metrics ``{name: [S]}`` (plus "update"), in order, while it runs.
 
@@ -159,8 +159,6 @@ class ProgressBar:
         self._last = np.where(np.isfinite(returns), returns, self._last)  # keep a seed's last known return
         postfix = f"update={int(np.asarray(metrics['update']).reshape(-1)[0])} return={return_summary(self._last)}"
         if self.bar is None:
-            from tqdm.auto import tqdm
-
             self.bar = tqdm(initial=steps, postfix=postfix, **self._options)
         else:
             self.bar.set_postfix_str(postfix, refresh=False)

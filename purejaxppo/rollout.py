@@ -1,9 +1,12 @@
 """Rollout: `num_steps` vectorised environment steps in one `lax.scan`, recorded as a time-major `Transition`.
 
-The rollout only samples actions. Values are computed afterwards for the whole batch at once (`train.prepare_batch`):
-``V(obs_t)`` and ``V(final_obs_t)``, where `final_obs_t` is the pre-reset successor of `obs_t` (the same array as
-``obs_{t+1}`` unless the episode ended at t). One batched critic pass replaces T small ones, and it gives GAE exactly
-what it needs, including the value of the last observation before a time-limit reset.
+One rollout serves every policy: each step normalises the observation, asks `policies.act` for the action
+distribution (carrying the policy's memory, reset where the previous step ended an episode), samples from it with
+noise drawn before the scan, and steps the environments. The rollout only samples actions: values are computed
+afterwards for the whole batch at once (`batch.prepare_batch`), ``V(obs_t)`` and ``V(final_obs_t)``, where
+`final_obs_t` is the pre-reset successor of `obs_t` (the same array as ``obs_{t+1}`` unless the episode ended at t).
+One batched critic pass replaces T small ones, and it gives GAE exactly what it needs, including the value of the last
+observation before a time-limit reset.
 """
 
 from __future__ import annotations
@@ -14,14 +17,31 @@ import distrax
 import jax
 import jax.numpy as jnp
 
-from purejaxppo import envs as envs_lib
-from purejaxppo.normalize import normalize
+from purejaxppo.envs import Env, EnvSpec
+from purejaxppo.normalize import RunningStats, normalize_obs
+from purejaxppo.policies import Policy, act
+
+
+class RolloutState(NamedTuple):
+    """Where a rollout continues from. N = num_envs.
+
+    env_state: [N] the environments' states.
+    obs:       [N, *obs_shape] the current raw observation.
+    done:      [N] bool, the previous step ended an episode (so `obs` starts one): the policy's reset flag.
+    carry:     the policy's memory of each environment (``()`` for a feed-forward policy).
+    """
+
+    env_state: Any
+    obs: jax.Array
+    done: jax.Array
+    carry: Any
 
 
 class Transition(NamedTuple):
     """One rollout, time-major. T = num_steps, N = num_envs, A = number of actions (or action dimension).
 
     obs:            [T, N, *obs_shape]  raw observation the agent acted on (normalised later, in one batch)
+    reset:          [T, N] bool, obs_t starts an episode (done_{t-1}): the policy's memory restarted before obs_t
     action:         [T, N] int32, or [T, N, A] float32 (the unclipped Gaussian sample)
     log_prob:       [T, N] log pi_old(action | obs)
     reward:         [T, N] the environment's reward (the terminal reward on a done step)
@@ -34,6 +54,7 @@ class Transition(NamedTuple):
     """
 
     obs: jax.Array
+    reset: jax.Array
     action: jax.Array
     log_prob: jax.Array
     reward: jax.Array
@@ -43,19 +64,6 @@ class Transition(NamedTuple):
     action_mask: Any
     episode_return: jax.Array
     episode_length: jax.Array
-
-
-class EnvStep(NamedTuple):
-    """The result of stepping N environments."""
-
-    obs: jax.Array  # [N, *obs_shape], already the next episode's first observation where done
-    env_state: Any
-    reward: jax.Array  # [N]
-    terminated: jax.Array  # [N]
-    truncated: jax.Array  # [N]
-    final_obs: jax.Array  # [N, *obs_shape]
-    episode_return: jax.Array  # [N]
-    episode_length: jax.Array  # [N]
 
 
 def split_per_env(key: jax.Array, num_envs: int, axis_name=None) -> jax.Array:
@@ -70,32 +78,15 @@ def split_per_env(key: jax.Array, num_envs: int, axis_name=None) -> jax.Array:
     return jax.lax.dynamic_slice_in_dim(keys, jax.lax.axis_index(axis_name) * num_envs, num_envs)
 
 
-def reset_envs(env, env_params, key: jax.Array, num_envs: int, axis_name=None):
-    """Reset `num_envs` environments with independent keys. Returns ``(obs [N, ...], env_state)``."""
-    return jax.vmap(env.reset, in_axes=(0, None))(split_per_env(key, num_envs, axis_name), env_params)
+def reset_envs(env: Env, key: jax.Array, num_envs: int, axis_name=None) -> tuple[jax.Array, Any]:
+    """Reset `num_envs` environments with independent keys ``split_per_env(key, N)``: ``(obs [N, ...], state [N])``."""
+    return env.reset(split_per_env(key, num_envs, axis_name))
 
 
-def step_envs(env, env_params, env_state, action: jax.Array, key: jax.Array, axis_name=None) -> EnvStep:
-    """Step N environments (auto-resetting those that finish) with independent keys ``split_per_env(key, N)``."""
-    return step_envs_keyed(env, env_params, env_state, action, split_per_env(key, action.shape[0], axis_name))
-
-
-def step_envs_keyed(env, env_params, env_state, action: jax.Array, keys: jax.Array) -> EnvStep:
-    """Step N environments with the given per-environment keys [N]."""
-    obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-        keys, env_state, action, env_params
-    )
-    return EnvStep(
-        obs, env_state, reward, terminated, truncated, info["final_observation"],
-        info["episode_return"], info["episode_length"],
-    )
-
-
-def batch_action_mask(env, env_params, env_state, has_mask: bool):
-    """``bool[N, A]`` legal actions for each environment's current state, or None."""
-    if not has_mask:
-        return None
-    return jax.vmap(envs_lib.action_mask, in_axes=(None, 0, None))(env, env_state, env_params).astype(bool)
+def initial_rollout_state(env: Env, policy: Policy, key: jax.Array, num_envs: int, axis_name=None) -> RolloutState:
+    """Freshly reset environments; every `done` set, so the policy starts each one from its initial carry."""
+    obs, env_state = reset_envs(env, key, num_envs, axis_name)
+    return RolloutState(env_state, obs, jnp.ones((num_envs,), bool), policy.initial_carry(num_envs))
 
 
 class StepNoise(NamedTuple):
@@ -110,7 +101,7 @@ class StepNoise(NamedTuple):
     env_keys: jax.Array
 
 
-def draw_noise(spec, action_key: jax.Array, env_key: jax.Array, num_envs: int, axis_name=None) -> StepNoise:
+def draw_noise(spec: EnvSpec, action_key: jax.Array, env_key: jax.Array, num_envs: int, axis_name=None) -> StepNoise:
     """One step's `StepNoise` for N environments. Per-environment keys make environment i's draws independent of
     how many environments share a device, so a run split across devices samples exactly what one device samples."""
     draw = jax.random.gumbel if spec.discrete else jax.random.normal
@@ -119,7 +110,7 @@ def draw_noise(spec, action_key: jax.Array, env_key: jax.Array, num_envs: int, a
     return StepNoise(noise, split_per_env(env_key, num_envs, axis_name))
 
 
-def draw_rollout_noise(spec, action_key, env_key, num_steps: int, num_envs: int, axis_name=None) -> StepNoise:
+def draw_rollout_noise(spec: EnvSpec, action_key, env_key, num_steps: int, num_envs: int, axis_name=None) -> StepNoise:
     """`StepNoise` for steps ``t = 0..T-1`` (keys ``fold_in(action_key, t)``, ``fold_in(env_key, t)``): [T, N, ...].
 
     Drawing all of a rollout's random numbers in one batched call, rather than a few tiny ones per step inside the
@@ -140,44 +131,38 @@ def sample_with_noise(pi, noise: jax.Array) -> tuple[jax.Array, jax.Array]:
     return action, pi.log_prob(action)
 
 
-def observe(config, obs_stats, obs: jax.Array) -> jax.Array:
-    """What the network sees: `obs` normalised with the running statistics when enabled, else unchanged."""
-    if not config.normalize_observations:
-        return obs
-    return normalize(obs_stats, obs, config.obs_clip)
-
-
 def collect(
-    policy_fn, env, env_params, config, spec, obs_stats, env_state, obs: jax.Array,
+    policy: Policy, params, env: Env, hp, obs_stats: RunningStats, start: RolloutState,
     action_key: jax.Array, env_key: jax.Array, axis_name=None,
-) -> tuple[Transition, Any, jax.Array]:
-    """Run `config.num_steps` steps of N environments.
+) -> tuple[Transition, RolloutState]:
+    """Run ``hp.num_steps`` steps of N environments.
 
     Args:
-      policy_fn: ``(obs [N, ...], mask [N, A] | None) -> distrax distribution`` (batch shape [N]).
-      env, env_params, spec: from `envs.make_env`.
-      obs_stats: observation statistics, frozen for the rollout (ignored unless normalize_observations).
-      env_state, obs: the environments' state and current raw observation [N, ...].
+      policy, params: the policy acting (its carry threads through the steps and across rollouts).
+      env: the environments (`envs.Env`).
+      hp: the run's config (its normalisation settings and `num_steps` are read).
+      obs_stats: observation statistics, frozen for the rollout (used when hp.normalize_observations).
+      start: where the rollout continues from.
       action_key, env_key: this rollout's keys for action sampling and for the environments' transitions;
         step t uses ``fold_in(action_key, t)`` and ``fold_in(env_key, t)``.
       axis_name: None, or the `shard_map` axis the environments are split over (keys as in `split_per_env`).
 
     Returns:
-      ``(transition [T, N], env_state, obs)`` with the environments' state and raw observation after the last step.
+      ``(transition [T, N], state)``, the state after the last step.
     """
 
-    def step(carry, noise: StepNoise):
-        env_state, obs = carry
-        mask = batch_action_mask(env, env_params, env_state, spec.has_action_mask)
-        pi = policy_fn(observe(config, obs_stats, obs), mask)
+    def step(state: RolloutState, noise: StepNoise):
+        mask = env.action_mask(state.env_state)
+        obs = normalize_obs(obs_stats, state.obs, hp.obs_clip, hp.normalize_observations)
+        carry, pi = act(policy, params, state.carry, obs, state.done, mask)
         action, log_prob = sample_with_noise(pi, noise.action)
-        out = step_envs_keyed(env, env_params, env_state, action, noise.env_keys)
+        out = env.step(noise.env_keys, state.env_state, action)
         transition = Transition(
-            obs, action, log_prob, out.reward, out.terminated, out.truncated, out.final_obs, mask,
+            state.obs, state.done, action, log_prob, out.reward, out.terminated, out.truncated, out.final_obs, mask,
             out.episode_return, out.episode_length,
         )
-        return (out.env_state, out.obs), transition
+        return RolloutState(out.env_state, out.obs, out.terminated | out.truncated, carry), transition
 
-    noise = draw_rollout_noise(spec, action_key, env_key, config.num_steps, obs.shape[0], axis_name)
-    (env_state, obs), transition = jax.lax.scan(step, (env_state, obs), noise)
-    return transition, env_state, obs
+    noise = draw_rollout_noise(env.spec, action_key, env_key, hp.num_steps, start.obs.shape[0], axis_name)
+    state, transition = jax.lax.scan(step, start, noise)
+    return transition, state

@@ -33,11 +33,12 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from purejaxppo.config import HYPERPARAMETERS, STATIC_FIELDS, PPOConfig, field_names
-from purejaxppo.train import make_train_functions
+from purejaxppo.train import RunState, init, make_setup, run
 
 BATCH_AXIS = "batch"
 DEFAULT_LAST = 10  # `best` and `scores` judge a setting by its last 10 updates (mean over those and over seeds)
@@ -54,7 +55,7 @@ class SweepResult(NamedTuple):
       ``(i, j)`` is ``settings[i * n_j + j]``).
     config: the base config (each setting is ``config.replace(**setting)``).
     seed: the base seed: seed i's key is ``jax.random.split(jax.random.key(seed), num_seeds)[i]``.
-    state: with ``keep_state=True``, the final `TrainState`s, leaves ``[*setting_shape, num_seeds, ...]``; else None.
+    state: with ``keep_state=True``, the final `RunState`s, leaves ``[*setting_shape, num_seeds, ...]``; else None.
     """
 
     metrics: dict[str, np.ndarray]
@@ -135,7 +136,7 @@ def sweep(
         omits a swept name keeps `config`'s value. Exclusive with `grid`.
       mesh: the devices to spread the cells over (all of its axes, flattened). Default: every device of every process,
         ``Mesh(jax.devices(), ("batch",))``. A one-device mesh runs unsharded.
-      keep_state: also return the final `TrainState` of every cell (memory: one full state per cell).
+      keep_state: also return the final `RunState` of every cell (memory: one full state per cell).
       env, env_params: a custom environment, as for `make_train`.
       **grid: ``name=[values...]`` for float hyperparameters: the Cartesian product, axes in keyword order.
 
@@ -159,7 +160,7 @@ def sweep(
     pad = -len(keys) % mesh.size  # pad the batch to a multiple of the device count with copies of the last cell
     keys, values = _pad(keys, pad), {name: _pad(v, pad) for name, v in values.items()}
     program = _program(config, plan.names, mesh, keep_state, env, env_params)
-    sharding = NamedSharding(mesh, P(mesh.axis_names))
+    sharding = NamedSharding(mesh, P(mesh.axis_names))  # the batch axis of cells split over every axis of the mesh
     state, metrics = program(_global_array(keys, sharding), {n: _global_array(v, sharding) for n, v in values.items()})
     state, metrics = _gather((state, metrics))
     num_cells = len(plan.settings) * num_seeds
@@ -280,18 +281,18 @@ def _program(config, names, mesh, keep_state, env, env_params):
 
 
 def _build_program(config, names, mesh, keep_state, env, env_params):
-    fns = make_train_functions(config, env, env_params)
+    setup = make_setup(config, env, env_params)
     impl = _key_impl()
 
-    def cell(key_data: jax.Array, values: dict[str, jax.Array]):
-        cfg = _with_values(config, values)
-        state, metrics = fns.run(fns.init(jax.random.wrap_key_data(key_data, impl=impl), cfg), cfg)
+    def cell(key_data: jax.Array, values: dict[str, jax.Array]) -> tuple[RunState | None, dict]:
+        hp = _with_values(config, values)
+        state, metrics = run(setup, init(setup, jax.random.wrap_key_data(key_data, impl=impl), hp), hp)
         return (state.replace(key=jax.random.key_data(state.key)) if keep_state else None), metrics
 
-    spec = P(mesh.axis_names)  # the batch axis split over every axis of the mesh
+    cells = P(mesh.axis_names)  # the batch axis split over every axis of the mesh
     # shard_map: each device runs the vmapped program on its own cells (no collectives); jit places the batch.
-    local = jax.shard_map(jax.vmap(cell), mesh=mesh, in_specs=(spec, spec), out_specs=spec, check_vma=False)
-    sharding = NamedSharding(mesh, spec)
+    local = jax.shard_map(jax.vmap(cell), mesh=mesh, in_specs=(cells, cells), out_specs=cells, check_vma=False)
+    sharding = NamedSharding(mesh, cells)
     return jax.jit(local, in_shardings=(sharding, sharding), out_shardings=sharding)
 
 
@@ -304,7 +305,5 @@ def _gather(tree):
     """Host NumPy copies of a tree of global arrays, on every process."""
     if jax.process_count() == 1:
         return jax.device_get(tree)
-    from jax.experimental import multihost_utils
-
     return multihost_utils.process_allgather(tree, tiled=True)
 

@@ -3,16 +3,15 @@
     train(key) = scan(update, init(key), length=num_updates)
     update     = rollout -> values + GAE -> epochs(minibatches(loss -> grads -> clip -> Adam)) -> metrics [-> eval]
 
-Everything is a pure function of the key and the config's float leaves, so `jax.vmap(train)` trains many seeds and
-`purejaxppo.sweep` many hyperparameter settings in one compiled program. `make_train_functions` exposes the pieces
-(`init`, `run`) so the command line can train in chunks of updates and checkpoint between them: ``run(state, n)`` from
-a restored state gives bit-identical results to an uninterrupted run, because every random key is derived from the
-base key and the update counter (no key is carried forward and split).
+The static parts of a run (the environment, its params and spec, the policy, the device axis) are built once by
+`make_setup` and held in a `Setup`. `init`, `update` and `run` are pure functions of the setup, the state and `hp`,
+the run's config: its float leaves may be traced (a sweep vmaps over them), its static fields must equal the setup's.
+Nothing closes over a second copy of the floats, so every part of a sweep cell, its evaluation included, uses the
+cell's own values. ``jax.vmap(train)`` trains many seeds in one program.
 
-Random streams, all ``jax.random.fold_in(key, STREAM)`` of the run's key:
-network initialisation 0, action sampling 1, environment transitions 2, initial reset 10_000, evaluation 999,
-minibatch shuffling 0xA11CE. Per update u, a stream's key is ``fold_in(stream_key, u)``; evaluation therefore
-consumes nothing that training uses, and turning it on cannot change training.
+`make_train_functions` binds the pieces to a setup so the command line can train in chunks of updates and checkpoint
+between them: ``run(state, n)`` from a restored state gives bit-identical results to an uninterrupted run, because
+every random key is derived from the base key and the update counter (`purejaxppo.streams`).
 """
 
 from __future__ import annotations
@@ -22,156 +21,79 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import struct
 
-from purejaxppo import rollout as rollout_lib
+from purejaxppo import streams
+from purejaxppo.batch import fit, prepare_batch, to_samples
 from purejaxppo.config import PPOConfig
-from purejaxppo.envs import EnvSpec, make_env
-from purejaxppo.evaluate import make_evaluate
-from purejaxppo.gae import gae_advantages
-from purejaxppo.losses import actor_critic_loss
-from purejaxppo.networks import make_network
-from purejaxppo.normalize import RewardNormState, RunningStats, normalize_rewards, update_stats
-from purejaxppo.update import Batch, learning_rate_at, make_optimizer, run_epochs
-
-STREAM_INIT = 0
-STREAM_ACTIONS = 1
-STREAM_ENV = 2
-STREAM_EVAL = 999
-STREAM_RESET = 10_000
-STREAM_SHUFFLE = 0xA11CE
-
-METRIC_NAMES = (
-    "episode_return", "episode_length", "episodes_finished",
-    "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction",
-    "explained_variance", "grad_norm", "learning_rate", "env_steps",
-)  # plus "eval_return" when eval_every > 0
+from purejaxppo.envs import Env, make_env
+from purejaxppo.evaluation import play_episodes
+from purejaxppo.metrics import update_metrics
+from purejaxppo.normalize import RewardNormState, RunningStats, update_stats
+from purejaxppo.optim import make_optimizer
+from purejaxppo.policies import Policy, make_policy
+from purejaxppo.rollout import RolloutState, collect, initial_rollout_state
 
 
-def stream(key: jax.Array, stream_id: int, index=None) -> jax.Array:
-    """The key of a named random stream, optionally for one update `index`."""
-    key = jax.random.fold_in(key, stream_id)
-    return key if index is None else jax.random.fold_in(key, index)
-
-
-class TrainState(struct.PyTreeNode):
+class RunState(struct.PyTreeNode):
     """Everything a run needs to continue: checkpoint this and training resumes exactly.
 
-    params: network parameters. opt_state: optax state (Adam moments and step count).
-    env_state: [N] environment states. obs: [N, *obs_shape] current raw observations.
-    obs_stats: observation `RunningStats`. reward_state: `RewardNormState`.
-    policy_carry: the GRU's hidden state [N, H] and last done flags (None for feed-forward networks).
-    key: the run's base key. update: [] int32, updates done so far.
+    params: the policy's parameters. opt_state: the optax state (Adam moments and step count).
+    rollout: where the next rollout continues from (environment states, raw observations [N, ...], done flags [N],
+      the policy's carry). obs_stats: observation `RunningStats`. reward_state: `RewardNormState`.
+    key: the run's base key. updates_done: [] int32, the number of updates done so far.
     """
 
     params: Any
     opt_state: Any
-    env_state: Any
-    obs: jax.Array
+    rollout: RolloutState
     obs_stats: RunningStats
     reward_state: RewardNormState
-    policy_carry: Any
     key: jax.Array
-    update: jax.Array
+    updates_done: jax.Array
 
 
 class TrainOutput(NamedTuple):
-    """The final `TrainState` and the metrics, each ``[num_updates]`` (``[..., num_updates]`` under vmap)."""
+    """The final `RunState` and the metrics, each ``[num_updates]`` (``[..., num_updates]`` under vmap)."""
 
-    state: TrainState
+    state: RunState
     metrics: dict[str, jax.Array]
 
 
-class TrainFunctions(NamedTuple):
-    """The pieces of a run, all pure (jit them as you need).
+class Setup(NamedTuple):
+    """The static parts of a run, built once from a config's static fields (`make_setup`).
 
-    init(key, config) -> TrainState
-    update(state, config) -> (TrainState, metrics of one update)
-    run(state, config, num_updates) -> (TrainState, metrics [num_updates]); `num_updates` must be static.
+    config: the config it was built for (its float leaves are the defaults of `TrainFunctions`).
+    env: the wrapped environment, its params and spec (`envs.Env`).
+    policy: the policy (`policies.Policy`).
+    axis_name: None, or the `shard_map` axis the environments are split over (data parallelism).
     """
 
-    init: Callable
-    update: Callable
-    run: Callable
-    env: Any
-    env_params: Any
-    spec: EnvSpec
-    network: Any
+    config: PPOConfig
+    env: Env
+    policy: Policy
+    axis_name: Any = None
 
 
-def _psum(x, axis_name):
-    """`x` summed over the devices of `axis_name` (unchanged when it is None)."""
-    return x if axis_name is None else jax.lax.psum(x, axis_name)
+def make_setup(config: PPOConfig, env=None, env_params=None, axis_name=None) -> Setup:
+    """Build the environment (`config.env_name`, or the given `env`) and the policy for `config`."""
+    if not isinstance(config, PPOConfig):
+        raise TypeError(f"make_train needs a PPOConfig, got {type(config).__name__}")
+    env = make_env(config.env_name, config.env_kwargs_dict, env, env_params)
+    return Setup(config, env, make_policy(config, env.spec), axis_name)
 
 
-def _global_var(x: jax.Array, axis_name) -> jax.Array:
-    """Variance of all elements (of every device's equal-sized `x`, with `axis_name`)."""
-    if axis_name is None:
-        return jnp.var(x)
-    mean = jax.lax.pmean(x.mean(), axis_name)
-    return jax.lax.pmean(jnp.square(x - mean).mean(), axis_name)
+def optimizer(hp: PPOConfig) -> optax.GradientTransformation:
+    """Adam for the run's config, with its learning-rate schedule (`optim.make_optimizer`)."""
+    return make_optimizer(hp.learning_rate, hp.adam_eps, hp.anneal_lr, hp.num_updates,
+                          hp.update_epochs * hp.num_minibatches)
 
 
-def masked_mean(values: jax.Array, where: jax.Array, axis_name=None) -> jax.Array:
-    """Mean of `values` over `where`; NaN (never a fake 0) when nothing is selected."""
-    count = _psum(where.sum(), axis_name)
-    total = _psum(jnp.sum(jnp.where(where, values, 0.0)), axis_name)
-    return jnp.where(count > 0, total / jnp.maximum(count, 1), jnp.nan)
-
-
-def explained_variance(values: jax.Array, targets: jax.Array, axis_name=None) -> jax.Array:
-    """1 - Var[G - V] / Var[G] (1 is perfect, 0 no better than a constant); NaN if the targets are constant."""
-    var_targets = _global_var(targets, axis_name)
-    residual_var = _global_var(targets - values, axis_name)
-    return jnp.where(var_targets > 0, 1.0 - residual_var / jnp.where(var_targets > 0, var_targets, 1.0), jnp.nan)
-
-
-def episode_metrics(transition: rollout_lib.Transition, axis_name=None) -> dict[str, jax.Array]:
-    """Means over the episodes that finished during the rollout (NaN when none did) and their count.
-
-    With `axis_name`, over the episodes of every device's environments.
-    """
-    done = transition.terminated | transition.truncated
-    return {
-        "episode_return": masked_mean(transition.episode_return, done, axis_name),
-        "episode_length": masked_mean(transition.episode_length.astype(jnp.float32), done, axis_name),
-        "episodes_finished": _psum(done.sum().astype(jnp.int32), axis_name),
-    }
-
-
-def normalize_rollout(config, transition, obs_stats, reward_state, axis_name=None):
-    """The rollout's rewards [T, N] (scaled when normalize_rewards) and the statistics updated from this rollout.
-
-    Observations are normalised by the caller with the statistics as they were *before* this update.
-    Returns ``(rewards, obs_stats, reward_state)``.
-    """
-    rewards = transition.reward
-    if config.normalize_rewards:
-        dones = transition.terminated | transition.truncated
-        reward_state, rewards = normalize_rewards(
-            reward_state, rewards, dones, config.gamma, config.reward_clip, axis_name
-        )
-    if config.normalize_observations:
-        obs_stats = update_stats(obs_stats, transition.obs.reshape((-1, *transition.obs.shape[2:])), axis_name)
-    return rewards, obs_stats, reward_state
-
-
-def initial_obs_stats(config, spec: EnvSpec, obs: jax.Array, axis_name=None) -> RunningStats:
-    """Observation statistics for a new run: started from the first observations when normalising."""
-    stats = RunningStats.create(spec.obs_shape)
-    return update_stats(stats, obs, axis_name) if config.normalize_observations else stats
-
-
-def update_metrics(config, update, transition, info, values, targets, axis_name=None) -> dict[str, jax.Array]:
-    """The metrics of update `update` (0-based): episode statistics, averaged loss terms and diagnostics."""
-    return {
-        **episode_metrics(transition, axis_name),
-        **info.loss._asdict(),
-        "explained_variance": explained_variance(values, targets, axis_name),
-        "grad_norm": info.grad_norm,
-        "learning_rate": learning_rate_at(config, update),
-        "env_steps": (update + 1) * config.batch_size * _psum(1, axis_name),
-    }
+def _check_static(setup: Setup, hp: PPOConfig) -> None:
+    if jax.tree_util.tree_structure(hp) != jax.tree_util.tree_structure(setup.config):
+        raise ValueError("the config passed to a train function must have the same static fields "
+                         "(sizes, network, env) as the one given to make_train")
 
 
 def strong_types(tree):
@@ -188,125 +110,95 @@ def strong_types(tree):
     return jax.tree.map(strong, tree)
 
 
-def static_check(config: PPOConfig) -> Callable[[PPOConfig], None]:
-    """A check that a config passed to a train function keeps `config`'s static fields (its floats may differ)."""
-    static = jax.tree_util.tree_structure(config)
-
-    def check(cfg: PPOConfig) -> None:
-        if jax.tree_util.tree_structure(cfg) != static:
-            raise ValueError("the config passed to a train function must have the same static fields "
-                             "(sizes, network, env) as the one given to make_train")
-
-    return check
-
-
-def periodic_evaluation(evaluate_fn: Callable) -> Callable:
-    """``eval_return(state, cfg)``: the mean return of `evaluate_fn` when ``state.update % eval_every == 0``, else
-    NaN. Its key is ``fold_in(fold_in(key, 999), update)``, a stream training never uses."""
-
-    def eval_return(state: TrainState, cfg: PPOConfig) -> jax.Array:
-        key = stream(state.key, STREAM_EVAL, state.update)
-        return jax.lax.cond(
-            state.update % cfg.eval_every == 0,
-            lambda: evaluate_fn(state.params, state.obs_stats, key).mean(),
-            lambda: jnp.asarray(jnp.nan, jnp.float32),
-        )
-
-    return eval_return
+def init(setup: Setup, key: jax.Array, hp: PPOConfig) -> RunState:
+    """A new run's state: reset environments, initial parameters and optimiser state, fresh statistics."""
+    _check_static(setup, hp)
+    rollout = initial_rollout_state(setup.env, setup.policy, streams.stream(key, streams.RESET), hp.num_envs,
+                                    setup.axis_name)
+    params = setup.policy.init(streams.stream(key, streams.INIT), rollout.obs)
+    obs_stats = RunningStats.create(setup.env.spec.obs_shape)
+    if hp.normalize_observations:  # started from the first observations
+        obs_stats = update_stats(obs_stats, rollout.obs, setup.axis_name)
+    return strong_types(RunState(
+        params=params, opt_state=optimizer(hp).init(params), rollout=rollout, obs_stats=obs_stats,
+        reward_state=RewardNormState.create(hp.num_envs), key=key, updates_done=jnp.zeros((), jnp.int32),
+    ))
 
 
-def scan_updates(update: Callable, config: PPOConfig) -> Callable:
-    """``run(state, cfg=config, num_updates=None)``: `update` scanned num_updates times (default cfg.num_updates)."""
-
-    def run(state: TrainState, cfg: PPOConfig = config, num_updates: int | None = None):
-        n = cfg.num_updates if num_updates is None else num_updates
-        return jax.lax.scan(lambda s, _: update(s, cfg), state, None, length=n)
-
-    return run
-
-
-def prepare_batch(network, params, config, transition, obs_stats, reward_state, axis_name=None):
-    """Normalise, value the batch in one critic pass, and compute GAE.
-
-    Returns ``(Batch [T, N], obs_stats, reward_state)`` with the statistics updated from this rollout (from every
-    device's rollout, with `axis_name`).
-    """
-    obs = rollout_lib.observe(config, obs_stats, transition.obs)
-    final_obs = rollout_lib.observe(config, obs_stats, transition.final_obs)
-    values = network.apply(params, obs, method="value")
-    next_values = network.apply(params, final_obs, method="value")
-    rewards, obs_stats, reward_state = normalize_rollout(config, transition, obs_stats, reward_state, axis_name)
-    advantages, targets = gae_advantages(
-        rewards, values, next_values, transition.terminated, transition.truncated, config.gamma, config.gae_lambda
+def eval_return(setup: Setup, state: RunState, hp: PPOConfig) -> jax.Array:
+    """The mean greedy return of ``hp.eval_episodes`` episodes when ``state.updates_done % hp.eval_every == 0``, else
+    NaN. Its key is ``stream(key, EVAL, updates_done)``, a stream training never reads."""
+    key = streams.stream(state.key, streams.EVAL, state.updates_done)
+    return jax.lax.cond(
+        state.updates_done % hp.eval_every == 0,
+        lambda: play_episodes(setup.env, setup.policy, state.params, state.obs_stats, key, hp,
+                              hp.eval_episodes).mean(),
+        lambda: jnp.asarray(jnp.nan, jnp.float32),
     )
-    batch = Batch(obs, transition.action, transition.log_prob, values, advantages, targets, transition.action_mask)
-    return batch, obs_stats, reward_state
+
+
+def update(setup: Setup, state: RunState, hp: PPOConfig) -> tuple[RunState, dict[str, jax.Array]]:
+    """One PPO update: rollout, batch (values and GAE), epochs of minibatch steps, metrics, optional evaluation."""
+    _check_static(setup, hp)
+    policy, axis, u = setup.policy, setup.axis_name, state.updates_done
+    transition, rollout = collect(
+        policy, state.params, setup.env, hp, state.obs_stats, state.rollout,
+        streams.stream(state.key, streams.ACTIONS, u), streams.stream(state.key, streams.ENV, u), axis,
+    )
+    batch, obs_stats, reward_state = prepare_batch(
+        policy, state.params, hp, transition, state.rollout.carry, state.obs_stats, state.reward_state, axis
+    )
+    params, opt_state, info = fit(
+        policy, state.params, state.opt_state, to_samples(batch, state.rollout.carry, policy.recurrent),
+        streams.stream(state.key, streams.SHUFFLE, u), hp, optimizer(hp), axis,
+    )
+    new_state = state.replace(params=params, opt_state=opt_state, rollout=rollout, obs_stats=obs_stats,
+                              reward_state=reward_state, updates_done=u + 1)
+    metrics = update_metrics(hp, u, transition, info, batch.value, batch.target, axis)
+    if hp.eval_every > 0:
+        metrics["eval_return"] = eval_return(setup, new_state, hp)
+    return new_state, metrics
+
+
+def run(setup: Setup, state: RunState, hp: PPOConfig, num_updates: int | None = None):
+    """`update` scanned `num_updates` times (default ``hp.num_updates``, static). Returns ``(state, metrics [n])``."""
+    n = hp.num_updates if num_updates is None else num_updates
+    return jax.lax.scan(lambda s, _: update(setup, s, hp), state, None, length=n)
+
+
+class TrainFunctions(NamedTuple):
+    """The pieces of a run bound to one `Setup`, all pure (jit them as you need); `hp` defaults to the setup's config.
+
+    init(key, hp=config) -> RunState
+    update(state, hp=config) -> (RunState, metrics of one update)
+    run(state, hp=config, num_updates=None) -> (RunState, metrics [num_updates]); `num_updates` must be static.
+    """
+
+    init: Callable
+    update: Callable
+    run: Callable
+    setup: Setup
 
 
 def make_train_functions(config: PPOConfig, env=None, env_params=None, axis_name: str | None = None) -> TrainFunctions:
-    """Build the environment and network for `config` and return the pure pieces of a run.
-
-    Every function takes the config again as an argument: its float leaves may be traced (a sweep), while its static
-    fields must equal those of the config given here.
+    """Build the setup for `config` and return the pieces of a run bound to it.
 
     `axis_name` (default None: one device) is for data parallelism (`purejaxppo.parallel`): the functions then run
     inside `shard_map` over that axis, `config.num_envs` is the number of environments *per device*, and environment
     keys, gradients (`lax.pmean`), advantage and normalisation statistics and the metrics are global.
     """
-    if not isinstance(config, PPOConfig):
-        raise TypeError(f"make_train needs a PPOConfig, got {type(config).__name__}")
-    if config.network == "gru":
-        if axis_name is not None:
-            raise ValueError("axis_name (data parallelism) supports feed-forward networks only, not network='gru'")
-        from purejaxppo.recurrent import make_recurrent_train_functions
+    setup = make_setup(config, env, env_params, axis_name)
 
-        return make_recurrent_train_functions(config, env, env_params)
-    env, env_params, spec = make_env(config, env, env_params)
-    network = make_network(config, spec=spec)
-    check = static_check(config)
+    def bound_init(key: jax.Array, hp: PPOConfig = config) -> RunState:
+        return init(setup, key, hp)
 
-    def init(key: jax.Array, cfg: PPOConfig = config) -> TrainState:
-        check(cfg)
-        obs, env_state = rollout_lib.reset_envs(env, env_params, stream(key, STREAM_RESET), cfg.num_envs, axis_name)
-        params = network.init(stream(key, STREAM_INIT), obs[:1])
-        opt_state = make_optimizer(cfg).init(params)
-        return strong_types(TrainState(
-            params=params, opt_state=opt_state, env_state=env_state, obs=obs,
-            obs_stats=initial_obs_stats(cfg, spec, obs, axis_name),
-            reward_state=RewardNormState.create(cfg.num_envs), policy_carry=None, key=key,
-            update=jnp.zeros((), jnp.int32),
-        ))
+    def bound_update(state: RunState, hp: PPOConfig = config):
+        return update(setup, state, hp)
 
-    def update(state: TrainState, cfg: PPOConfig = config) -> tuple[TrainState, dict[str, jax.Array]]:
-        check(cfg)
-        u = state.update
-        policy_fn = lambda obs, mask: network.apply(state.params, obs, mask, method="policy")  # noqa: E731
-        transition, env_state, obs = rollout_lib.collect(
-            policy_fn, env, env_params, cfg, spec, state.obs_stats, state.env_state, state.obs,
-            stream(state.key, STREAM_ACTIONS, u), stream(state.key, STREAM_ENV, u), axis_name,
-        )
-        batch, obs_stats, reward_state = prepare_batch(
-            network, state.params, cfg, transition, state.obs_stats, state.reward_state, axis_name
-        )
-        flat = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), batch)
-        loss_fn = lambda p, mb: actor_critic_loss(p, network, mb, cfg, axis_name)  # noqa: E731
-        params, opt_state, info = run_epochs(
-            state.params, state.opt_state, flat, stream(state.key, STREAM_SHUFFLE, u), loss_fn,
-            make_optimizer(cfg), cfg, axis_name,
-        )
-        new_state = state.replace(
-            params=params, opt_state=opt_state, env_state=env_state, obs=obs, obs_stats=obs_stats,
-            reward_state=reward_state, update=u + 1,
-        )
-        metrics = update_metrics(cfg, u, transition, info, batch.value, batch.target, axis_name)
-        if cfg.eval_every > 0:
-            metrics["eval_return"] = eval_return(new_state, cfg)
-        return new_state, metrics
+    def bound_run(state: RunState, hp: PPOConfig = config, num_updates: int | None = None):
+        return run(setup, state, hp, num_updates)
 
-    if config.eval_every > 0:
-        eval_return = periodic_evaluation(make_evaluate(config, env, env_params, spec, network, config.eval_episodes))
-    run = scan_updates(update, config)
-    return TrainFunctions(init, update, run, env, env_params, spec, network)
+    return TrainFunctions(bound_init, bound_update, bound_run, setup)
 
 
 def make_train(config: PPOConfig, env=None, env_params=None) -> Callable[..., TrainOutput]:
@@ -318,13 +210,12 @@ def make_train(config: PPOConfig, env=None, env_params=None) -> Callable[..., Tr
 
     `train(key)` trains one seed; ``jax.jit(jax.vmap(train))(keys)`` trains many in one program. The optional second
     argument is a config with the same static fields whose float leaves replace `config`'s (what `sweep` vmaps over).
-    Metrics are ``[num_updates]`` arrays named in `METRIC_NAMES` (plus "eval_return" when eval_every > 0).
+    Metrics are ``[num_updates]`` arrays named in `metrics.METRIC_NAMES` (plus "eval_return" when eval_every > 0).
     """
-    fns = make_train_functions(config, env, env_params)
+    setup = make_setup(config, env, env_params)
 
     def train(key: jax.Array, hparams: PPOConfig | None = None) -> TrainOutput:
-        cfg = config if hparams is None else hparams
-        state, metrics = fns.run(fns.init(key, cfg), cfg)
-        return TrainOutput(state, metrics)
+        hp = config if hparams is None else hparams
+        return TrainOutput(*run(setup, init(setup, key, hp), hp))
 
     return jax.jit(train)

@@ -7,9 +7,10 @@
                                   "values": values, "log_probs": old_log_probs, "dones": dones})
 
 One `train_step` = GAE (`gae.gae_advantages`) + `config.update_epochs` epochs of `config.num_minibatches` shuffled
-minibatches (`update.run_epochs`), each step: the loss (`losses.ppo_loss_terms`, so `policy_objective="spo"` works
-too) -> gradients -> clip to `config.max_grad_norm` global norm (`update.gradient_step`) -> your optimiser. It is one
-jitted program: a second call with the same shapes and dtypes does not retrace (`trainer.num_traces` counts traces).
+minibatches (`batch.fit`, the code `make_train` learns with: your model is wrapped as a feed-forward
+`policies.Policy`), each step: the loss (`losses.ppo_loss`, so `policy_objective="spo"` works too) -> gradients ->
+clip to `config.max_grad_norm` global norm (`optim.apply_gradients`) -> your optimiser. It is one jitted program: a
+second call with the same shapes and dtypes does not retrace (`trainer.num_traces` counts traces).
 
 **The trajectory** is a mapping of arrays, time-major: T steps of N environments ``[T, N, ...]``, or T steps of one
 environment ``[T, ...]``. The shape of `rewards` fixes T (and N) for every other key.
@@ -24,7 +25,10 @@ environment ``[T, ...]``. The shape of `rewards` fixes T (and N) for every other
 * optional ``truncated`` ``[T(, N)]`` bool: the episode was cut by a time limit at t (needs `next_values`);
 * optional ``next_values`` (alias ``final_values``) ``[T(, N)]``: V(s'_t), the critic at the pre-reset successor
   observation of step t;
-* optional ``last_values`` ``[]`` or ``[N]``: V(obs_T), the critic at the observation after the last step.
+* optional ``last_values`` ``[]`` or ``[N]``: V(obs_T), the critic at the observation after the last step;
+* optional ``action_mask`` ``[T(, N), A]`` bool (or 0/1): the legal actions at obs_t (discrete actions). Illegal
+  actions get probability 0 in the loss (their logits are set to -1e9, as `make_train` masks), every step needs at
+  least one legal action, and every taken action must be legal.
 
 Bootstrapping. ``delta_t = r_t + gamma (1 - terminated_t) V(s'_t) - V(obs_t)``, and the GAE recursion stops at every
 done (see `purejaxppo.gae`):
@@ -50,9 +54,9 @@ done (see `purejaxppo.gae`):
 The model runs functionally: its parameters (the optimiser's `wrt` filter, normally `nnx.Param`) are differentiated,
 other state is read but changes made during the update (batch-norm statistics, RNG counters) are discarded.
 
-**Checks** run on the host (the arrays are read into NumPy) before anything is traced: missing or unknown keys, wrong shapes, mismatched lengths,
-non-finite floats, non-boolean done flags and out-of-range discrete actions raise a `ValueError` naming the key and
-the expected shape. Nothing is broadcast.
+**Checks** run on the host (the arrays are read into NumPy) before anything is traced: missing or unknown keys,
+wrong shapes, mismatched lengths, non-finite floats, non-boolean done flags, out-of-range discrete actions and actions
+the mask forbids raise a `ValueError` naming the key and the expected shape. Nothing is broadcast.
 
 **Config**: the trainer reads `gamma`, `gae_lambda`, `clip_param`, `vf_coeff`, `entropy_coeff`, `max_grad_norm`,
 `normalize_advantages`, `clip_value_loss`, `policy_objective`, `update_epochs` and `num_minibatches` (which must
@@ -73,17 +77,21 @@ from typing import Any, NamedTuple
 
 import distrax
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
+from purejaxppo import streams
+from purejaxppo.batch import Batch, fit, to_samples
 from purejaxppo.config import PPOConfig
 from purejaxppo.gae import gae_advantages
-from purejaxppo.losses import LossInfo, ppo_loss_terms
-from purejaxppo.train import STREAM_SHUFFLE, explained_variance, stream
-from purejaxppo.update import Batch, run_epochs
+from purejaxppo.metrics import explained_variance
+from purejaxppo.networks import masked_logits
+from purejaxppo.policies import Policy, feedforward_policy
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "values", "log_probs", "dones")
-OPTIONAL_KEYS = ("truncated", "next_values", "final_values", "last_values")
+OPTIONAL_KEYS = ("truncated", "next_values", "final_values", "last_values", "action_mask")
 METRIC_NAMES = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm",
                 "explained_variance")
 
@@ -99,9 +107,10 @@ class Trajectory(NamedTuple):
     terminated: Any  # [T, N] bool
     truncated: Any  # [T, N] bool
     next_values: Any  # [T, N] float32, V(s'_t)
+    action_mask: Any = None  # [T, N, A] bool, or None
 
 
-class PolicySpec(NamedTuple):
+class ModelOutput(NamedTuple):
     """What the model's policy output looks like: log-prob array with `num_actions`, or a distribution."""
 
     is_array: bool
@@ -231,51 +240,84 @@ def as_trajectory(batch: Mapping[str, Any]) -> Trajectory:
             last = np.zeros(leading[1:], np.float32)
         next_values = np.concatenate([values[1:], last[None]], axis=0)
 
+    mask = _action_mask(batch, leading, actions) if "action_mask" in batch else None
     terminated = dones & ~truncated
     if len(leading) == 1:  # one environment: add N = 1
-        add_env_axis = lambda x: x[:, None]  # noqa: E731
-        observations, actions, rewards, values, log_probs, terminated, truncated, next_values = map(
-            add_env_axis, (observations, actions, rewards, values, log_probs, terminated, truncated, next_values)
+        add_env_axis = lambda x: None if x is None else x[:, None]  # noqa: E731
+        observations, actions, rewards, values, log_probs, terminated, truncated, next_values, mask = map(
+            add_env_axis,
+            (observations, actions, rewards, values, log_probs, terminated, truncated, next_values, mask),
         )
-    return Trajectory(observations, actions, rewards, values, log_probs, terminated, truncated, next_values)
+    return Trajectory(observations, actions, rewards, values, log_probs, terminated, truncated, next_values, mask)
+
+
+def _action_mask(batch: Mapping, leading: tuple[int, ...], actions: np.ndarray) -> np.ndarray:
+    """The validated ``action_mask`` [T(, N), A] bool: a legal action at every step, and every taken action legal."""
+    mask = _array(batch, "action_mask")
+    if mask.ndim != len(leading) + 1 or mask.shape[: len(leading)] != leading or mask.shape[-1] < 1:
+        raise ValueError(f"trajectory['action_mask'] must have shape {_shape_text(leading, ', A')} (one flag per "
+                         f"action at each step), got {mask.shape}")
+    mask = _flags("action_mask", mask)
+    if not np.issubdtype(actions.dtype, np.integer):
+        raise ValueError("trajectory['action_mask'] needs discrete actions (integers); got float actions")
+    if not mask.any(-1).all():
+        step = tuple(int(i) for i in np.argwhere(~mask.any(-1))[0])
+        raise ValueError(f"trajectory['action_mask'] allows no action at step {step}: every step needs one")
+    num_actions = mask.shape[-1]
+    if actions.min() < 0 or actions.max() >= num_actions:
+        raise ValueError(f"trajectory['actions'] must lie in [0, {num_actions}) (the mask's last axis), got values "
+                         f"in [{actions.min()}, {actions.max()}]")
+    legal = np.take_along_axis(mask, actions[..., None].astype(np.int64), -1)[..., 0]
+    if not legal.all():
+        step = tuple(int(i) for i in np.argwhere(~legal)[0])
+        raise ValueError(f"trajectory['actions'] takes action {int(actions[step])} at step {step}, which "
+                         "'action_mask' marks illegal")
+    return mask
 
 
 # ----------------------------------------------------------------------------------------------- the pure update
-def policy_log_prob_entropy(policy, actions: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(log_prob [B], entropy [B])`` of `actions` under a model's policy output (log-prob array or distribution)."""
+def as_distribution(policy, mask=None) -> distrax.Distribution:
+    """A model's policy output as a distribution: log-probabilities/logits [B, A] become a categorical; with a mask,
+    illegal actions get logit -1e9 (a `distrax.Categorical` output is masked the same way)."""
     if isinstance(policy, (jax.Array, np.ndarray)):
-        dist = distrax.Categorical(logits=jax.nn.log_softmax(policy, axis=-1))
-    else:
-        dist = policy
-    return dist.log_prob(actions), dist.entropy()
+        return distrax.Categorical(logits=jax.nn.log_softmax(masked_logits(policy, mask), axis=-1))
+    if mask is None:
+        return policy
+    if not isinstance(policy, distrax.Categorical):
+        raise ValueError("trajectory['action_mask'] needs a model whose policy is log-probabilities [B, A] or a "
+                         f"distrax.Categorical, got {type(policy).__name__}")
+    return distrax.Categorical(logits=masked_logits(policy.logits, mask))
 
 
-def model_loss(apply_fn: Callable, params, extra, minibatch: Batch, config) -> tuple[jax.Array, LossInfo]:
-    """`ppo_loss_terms` for ``apply_fn(params, extra, obs [B, ...]) -> (policy, values [B])`` on a flat minibatch."""
-    policy, values = apply_fn(params, extra, minibatch.obs)
-    log_prob, entropy = policy_log_prob_entropy(policy, minibatch.action)
-    return ppo_loss_terms(log_prob, minibatch.log_prob, minibatch.advantage, values, minibatch.value,
-                          minibatch.target, entropy, config)
+def model_policy(apply_fn: Callable, extra) -> Policy:
+    """A user's model, ``apply_fn(params, extra, obs [B, ...]) -> (policy, values [B])``, as a feed-forward `Policy`."""
+
+    def heads(params, obs, mask):
+        policy, values = apply_fn(params, extra, obs)
+        return as_distribution(policy, mask), values
+
+    return feedforward_policy(heads)
 
 
 def ppo_update(apply_fn: Callable, tx: optax.GradientTransformation, params, extra, opt_state,
                trajectory: Trajectory, key: jax.Array, config) -> tuple[Any, Any, dict[str, jax.Array]]:
-    """GAE, then `run_epochs` on the flattened ``[T*N]`` batch. Pure; returns ``(params, opt_state, metrics)``."""
+    """GAE, then `batch.fit` on the single steps ``[T*N]``. Pure; returns ``(params, opt_state, metrics)``."""
     advantages, targets = gae_advantages(
         trajectory.rewards, trajectory.values, trajectory.next_values, trajectory.terminated, trajectory.truncated,
         config.gamma, config.gae_lambda,
     )
-    batch = Batch(trajectory.observations, trajectory.actions, trajectory.log_probs, trajectory.values, advantages,
-                  targets, None)
-    flat = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), batch)
-    loss_fn = lambda p, mb: model_loss(apply_fn, p, extra, mb, config)  # noqa: E731
-    params, opt_state, info = run_epochs(params, opt_state, flat, key, loss_fn, tx, config)
+    done = trajectory.terminated | trajectory.truncated
+    reset = jnp.concatenate([jnp.zeros_like(done[:1]), done[:-1]])  # obs_t starts an episode where step t-1 ended one
+    batch = Batch(trajectory.observations, reset, trajectory.actions, trajectory.log_probs, trajectory.values,
+                  advantages, targets, trajectory.action_mask)
+    params, opt_state, info = fit(model_policy(apply_fn, extra), params, opt_state,
+                                  to_samples(batch, (), sequences=False), key, config, tx)
     metrics = {**info.loss._asdict(), "grad_norm": info.grad_norm,
                "explained_variance": explained_variance(trajectory.values, targets)}
     return params, opt_state, metrics
 
 
-def check_model_output(output, trajectory: Trajectory, batch_size: int) -> PolicySpec:
+def check_model_output(output, trajectory: Trajectory, batch_size: int) -> ModelOutput:
     """Validate ``(policy, values)`` (concrete or abstract) for a probe batch of `batch_size` observations."""
     if not (isinstance(output, tuple) and len(output) == 2):
         raise ValueError(f"the model must return (policy, values), got {type(output).__name__}")
@@ -293,7 +335,10 @@ def check_model_output(output, trajectory: Trajectory, batch_size: int) -> Polic
                 f"trajectory['actions'] must have per-step shape {event_shape} (the distribution's event shape), "
                 f"got {action_shape}"
             )
-        return PolicySpec(False, None, event_shape)
+        if trajectory.action_mask is not None and not isinstance(policy, distrax.Categorical):
+            raise ValueError("trajectory['action_mask'] needs a model whose policy is log-probabilities [B, A] or a "
+                             f"distrax.Categorical, got {type(policy).__name__}")
+        return ModelOutput(False, None, event_shape)
     if not hasattr(policy, "shape") or len(policy.shape) != 2 or policy.shape[0] != batch_size:
         raise ValueError(
             "the model's policy must be log-probabilities [B, A] (discrete) or a distribution with batch shape [B]; "
@@ -304,7 +349,11 @@ def check_model_output(output, trajectory: Trajectory, batch_size: int) -> Polic
             "trajectory['actions'] must be integers of shape [T] or [T, N] for a policy given as log-probabilities "
             f"[B, A]; got dtype {trajectory.actions.dtype}, per-step shape {action_shape}"
         )
-    return PolicySpec(True, int(policy.shape[1]), ())
+    num_actions = int(policy.shape[1])
+    if trajectory.action_mask is not None and trajectory.action_mask.shape[-1] != num_actions:
+        raise ValueError(f"trajectory['action_mask'] has {trajectory.action_mask.shape[-1]} actions on its last axis, "
+                         f"the model gives {num_actions} log-probabilities")
+    return ModelOutput(True, num_actions, ())
 
 
 # --------------------------------------------------------------------------------------------------- the trainer
@@ -320,8 +369,6 @@ class PPOTrainer:
     """
 
     def __init__(self, model, optimizer, config: PPOConfig, *, seed: int = 0):
-        from flax import nnx
-
         if not isinstance(config, PPOConfig):
             raise TypeError(f"PPOTrainer needs a PPOConfig, got {type(config).__name__}")
         if model is not None and not isinstance(model, nnx.Module):
@@ -338,7 +385,7 @@ class PPOTrainer:
         self.params = None  # from_apply only
         self.opt_state = None
         self._tx = optimizer.tx if model is not None else None
-        self._specs: dict[Any, PolicySpec] = {}
+        self._outputs: dict[Any, ModelOutput] = {}
         self._step = jax.jit(self._traced_update, static_argnums=(0,))
 
     @classmethod
@@ -366,8 +413,6 @@ class PPOTrainer:
         """``(static, params, extra, opt_state)``: static is the nnx graphdef (None for from_apply)."""
         if self.model is None:
             return None, self.params, None, self.opt_state
-        from flax import nnx
-
         pure = getattr(nnx, "as_pure", None) or nnx.pure
         wrt = getattr(self.optimizer, "wrt", nnx.Param)
         graphdef, params, rest = nnx.split(self.model, wrt, ...)
@@ -377,34 +422,32 @@ class PPOTrainer:
         """``apply(params, extra, obs) -> model output`` for the nnx model (graphdef) or the user's apply_fn."""
         if graphdef is None:
             return lambda params, extra, obs: self._apply_fn(params, obs)
-        from flax import nnx
-
         return lambda params, extra, obs: nnx.merge(graphdef, params, extra)(obs)
 
     def _traced_update(self, graphdef, params, extra, opt_state, trajectory, key, config):
         self.num_traces += 1
         return ppo_update(self._apply(graphdef), self._tx, params, extra, opt_state, trajectory, key, config)
 
-    def _policy_spec(self, graphdef, params, extra, trajectory: Trajectory) -> PolicySpec:
+    def _model_output(self, graphdef, params, extra, trajectory: Trajectory) -> ModelOutput:
         """Check the model's output on a probe batch (abstractly; cached per model structure and shapes)."""
         obs = trajectory.observations
-        cache_key = (graphdef, obs.shape[2:], obs.dtype.str, trajectory.actions.shape[2:], trajectory.actions.dtype.str)
-        if cache_key not in self._specs:
+        mask_shape = None if trajectory.action_mask is None else trajectory.action_mask.shape[2:]
+        cache_key = (graphdef, obs.shape[2:], obs.dtype.str, trajectory.actions.shape[2:], trajectory.actions.dtype.str,
+                     mask_shape)
+        if cache_key not in self._outputs:
             probe = obs.reshape((-1, *obs.shape[2:]))[:2]
             apply = self._apply(graphdef)
 
             def check(params, extra, obs):  # runs once, abstractly: shapes are static while tracing
-                self._specs[cache_key] = check_model_output(apply(params, extra, obs), trajectory, obs.shape[0])
+                self._outputs[cache_key] = check_model_output(apply(params, extra, obs), trajectory, obs.shape[0])
 
             jax.eval_shape(check, params, extra, probe)
-        return self._specs[cache_key]
+        return self._outputs[cache_key]
 
     def _write_back(self, params, opt_state) -> None:
         if self.model is None:
             self.params, self.opt_state = params, opt_state
             return
-        from flax import nnx
-
         nnx.update(self.model, params)
         nnx.update(self.optimizer.opt_state, nnx.state(opt_state))
         if hasattr(self.optimizer, "step"):
@@ -428,13 +471,13 @@ class PPOTrainer:
                 f"T*N = {num_samples}"
             )
         graphdef, params, extra, opt_state = self._split()
-        spec = self._policy_spec(graphdef, params, extra, data)
-        if spec.is_array and (data.actions.min() < 0 or data.actions.max() >= spec.num_actions):
+        output = self._model_output(graphdef, params, extra, data)
+        if output.is_array and (data.actions.min() < 0 or data.actions.max() >= output.num_actions):
             raise ValueError(
-                f"trajectory['actions'] must lie in [0, {spec.num_actions}) (the model gives {spec.num_actions} "
+                f"trajectory['actions'] must lie in [0, {output.num_actions}) (the model gives {output.num_actions} "
                 f"log-probabilities), got values in [{data.actions.min()}, {data.actions.max()}]"
             )
-        key = stream(self._key, STREAM_SHUFFLE, self.num_calls)
+        key = streams.stream(self._key, streams.SHUFFLE, self.num_calls)
         params, opt_state, metrics = self._step(graphdef, params, extra, opt_state, data, key, self.config)
         self._write_back(params, opt_state)
         self.num_calls += 1

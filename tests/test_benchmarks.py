@@ -107,3 +107,50 @@ def test_grid_cells_equal_lone_runs_of_each_setting():
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     first = jax.tree.leaves(states.params)[0]
     assert not np.allclose(first[0], first[1])  # the two learning rates really trained differently
+
+
+peers = _load("peers")
+
+
+def test_peer_configs_mirror_purejaxrl_defaults():
+    from purejaxppo import PPOConfig
+
+    cartpole = peers.peer_config("CartPole-v1", None)
+    ours = peers.our_config(cartpole)
+    assert ours == PPOConfig()  # PureJaxRL's CartPole defaults are purejaxppo's own
+    # the same budget: PureJaxRL trains TOTAL // (NUM_ENVS * NUM_STEPS) updates of NUM_ENVS * NUM_STEPS steps
+    assert peers.steps_per_seed(cartpole) == ours.timesteps_trained == 976 * 512
+    minatar = peers.our_config(peers.peer_config("Breakout-MinAtar", None))
+    assert (minatar.num_envs, minatar.num_minibatches, minatar.learning_rate, minatar.network) == (64, 8, 5e-3, "mlp")
+    assert minatar.timesteps_trained == peers.steps_per_seed(peers.peer_config("Breakout-MinAtar", None))
+
+
+def test_sides_alternate_and_ratios_are_taken_pair_by_pair(tmp_path, monkeypatch):
+    """Pair i runs purejaxppo first when i is even; each ratio compares the two runs of one pair; both files are
+    written after every case."""
+    calls = []
+    speed = {"purejaxppo": [300.0, 200.0, 330.0], "purejaxrl": [100.0, 100.0, 110.0]}
+
+    def fake_worker(side, args, seeds):
+        calls.append((side, seeds))
+        if side == "env":
+            return {"side": "env", "compile_s": 0.1, "run_s": 1.0, "steps_per_s": 1e6}
+        n = sum(1 for s, k in calls if s == side and k == seeds) - 1
+        return {"side": side, "compile_s": 5.0, "run_s": 1.0, "steps_per_s": speed[side][n], "final_return": 500.0}
+
+    monkeypatch.setattr(peers, "run_worker", fake_worker)
+    peers.main(["--purejaxrl-dir", str(tmp_path), "--seeds", "1,8", "--pairs", "3", "--out", str(tmp_path / "out")])
+    sides = [s for s, k in calls if k == 1]
+    assert sides == ["purejaxppo", "purejaxrl", "purejaxrl", "purejaxppo", "purejaxppo", "purejaxrl", "env"]
+    report = peers.json.loads((tmp_path / "out" / f"peers-{peers.device_label()}.json").read_text())
+    summary = report["cases"][0]["summary"]
+    assert summary["ratio_per_pair"] == [3.0, 2.0, 3.0] and summary["median_ratio"] == 3.0
+    assert [c["seeds"] for c in report["cases"]] == [1, 8]
+    table = (tmp_path / "out" / f"peers-{peers.device_label()}.md").read_text()
+    assert "| CartPole-v1, 1 seed | 300 | 100 | 3.00, 2.00, 3.00 | **3.00** |" in table
+
+
+def test_the_peer_must_be_named(capsys):
+    with pytest.raises(SystemExit):
+        peers.main(["--seeds", "1"])
+    assert "--purejaxrl-dir" in capsys.readouterr().err

@@ -7,6 +7,7 @@ Uses the same tiny CartPole config with 2 seeds as tests/test_cli.py (one compil
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,8 +19,9 @@ import jax
 import numpy as np
 import pytest
 
+import purejaxppo
 from purejaxppo import cli, load_policy
-from purejaxppo.checkpoint import Checkpointer, CheckpointError, RunLayout, restore_run_state
+from purejaxppo.checkpoint import FORMAT_VERSION, Checkpointer, CheckpointError, RunLayout, restore_run_state
 from purejaxppo.progress import chunk_runner
 
 TINY = ["--num-envs", "4", "--num-steps", "16", "--total-timesteps", "1280"]  # 20 updates
@@ -155,13 +157,29 @@ def test_mismatched_checkpoints_are_refused(reference, tmp_path, capsys):
     assert "--num-seeds 2, not 3" in capsys.readouterr().err
 
 
+@pytest.mark.timeout(120)
+def test_a_checkpoint_written_by_version_0_1_0_is_refused_naming_the_version(tmp_path, capsys):
+    """tests/data/run_v0.1.0 was written by purejaxppo 0.1.0 (commit feee724), whose training state had another
+    layout (format 1). Loading, evaluating or resuming it gives one clear line naming both versions."""
+    run_dir = tmp_path / "old"
+    shutil.copytree(Path(__file__).parent / "data" / "run_v0.1.0", run_dir)
+    expected = (f"written by purejaxppo 0.1.0 (checkpoint format 1); this is purejaxppo {purejaxppo.__version__} "
+                f"(format {FORMAT_VERSION})")
+    with pytest.raises(CheckpointError, match=re.escape(expected)):
+        load_policy(run_dir)
+    for argv in (["eval", str(run_dir)], ["train", "--resume", str(run_dir), "--quiet"]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and expected in err and err.count("\n") == 1, err
+
+
 def test_saves_are_atomic_and_interrupted_saves_are_ignored(tmp_path, monkeypatch):
     """orbax writes into a temporary directory and renames it when complete: a save that dies before the rename
     leaves no step directory, and the next Checkpointer ignores (and removes) the leftovers."""
     from orbax.checkpoint._src.path import atomicity
 
     state = {"params": jax.numpy.arange(6.0).reshape(2, 3), "key": jax.random.split(jax.random.key(1), 2),
-             "update": jax.numpy.array([3, 3], jax.numpy.int32)}
+             "updates_done": jax.numpy.array([3, 3], jax.numpy.int32)}
     layout = RunLayout(cli.requested_config(cli.parse(["train"])), 2, 0)
     with Checkpointer(tmp_path) as ckpt:
         assert ckpt.save(state, layout) == 3
@@ -171,7 +189,7 @@ def test_saves_are_atomic_and_interrupted_saves_are_ignored(tmp_path, monkeypatc
 
     monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize", die)
     with Checkpointer(tmp_path) as ckpt, pytest.raises(RuntimeError, match="killed before the rename"):
-        ckpt.save({**state, "update": state["update"] + 1}, layout)
+        ckpt.save({**state, "updates_done": state["updates_done"] + 1}, layout)
     monkeypatch.undo()
     assert not (tmp_path / "4").exists() and any("tmp" in p.name for p in tmp_path.iterdir())
     with Checkpointer(tmp_path) as ckpt:  # cleans up the interrupted save
@@ -191,11 +209,34 @@ def test_load_policy_from_a_checkpoint_alone(reference, tmp_path):
     shutil.copytree(reference / "checkpoints" / "20", only / "20")  # no config.json, run.json, metrics
     loaded = load_policy(only / "20", seed_index=1)
     assert loaded.update == 20 and loaded.config.env_name == "CartPole-v1"
-    obs, _ = loaded.env.reset(jax.random.key(0), loaded.env_params)
-    action = loaded.policy(obs, jax.random.key(1))
+    obs, _ = loaded.setup.env.reset(jax.random.split(jax.random.key(0), 2))
+    action = loaded.policy(obs[0], jax.random.key(1))
     assert action.shape == () and int(action) in (0, 1)
-    assert loaded.policy(np.stack([obs, obs])).shape == (2,)
+    assert loaded.policy(obs).shape == (2,)
+    carry, actions = loaded.act(loaded.initial_carry(2), obs)  # the stateful form every policy has
+    assert carry == () and np.array_equal(np.asarray(actions), np.asarray(loaded.policy(obs)))
     returns = loaded.evaluate(3, jax.random.key(2))
     assert returns.shape == (3,) and bool(np.all(np.asarray(returns) >= 1))
     with pytest.raises(ValueError, match=r"seed_index must be in \[0, 2\)"):
         load_policy(only, seed_index=2)
+
+
+@pytest.mark.timeout(120)
+def test_load_policy_of_a_recurrent_run(tmp_path):
+    """One load_policy for every policy: a GRU acts through `act`, carrying its memory; the stateless `policy` form
+    points there instead of silently dropping the memory."""
+    run_dir = tmp_path / "gru"
+    assert cli.main(["train", "--num-envs", "4", "--num-steps", "8", "--total-timesteps", "64", "--network", "gru",
+                     "--gru-hidden-size", "8", "--hidden-sizes", "8", "--num-minibatches", "2", "--logdir",
+                     str(run_dir), "--quiet"]) == 0
+    loaded = load_policy(run_dir)
+    obs, _ = loaded.setup.env.reset(jax.random.split(jax.random.key(0), 3))
+    carry, action = loaded.act(loaded.initial_carry(3), obs, reset=np.ones(3, bool))
+    assert carry.shape == (3, 8) and action.shape == (3,)
+    again, _ = loaded.act(carry, obs)
+    assert not np.allclose(np.asarray(again), np.asarray(carry))  # the memory moves on
+    fresh, _ = loaded.act(carry, obs, reset=np.ones(3, bool))  # a reset forgets it
+    np.testing.assert_allclose(np.asarray(fresh), np.asarray(carry), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"recurrent.*LoadedPolicy.act"):
+        loaded.policy(obs)
+    assert loaded.evaluate(2, jax.random.key(1)).shape == (2,)

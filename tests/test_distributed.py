@@ -28,7 +28,7 @@ COMMON = textwrap.dedent(r"""
 
         result = sweep(PPOConfig(num_envs=4, num_steps=16, total_timesteps=320), num_seeds=4, keep_state=True)
         arrays = {f"metric/{k}": v for k, v in result.metrics.items()}
-        arrays["state/obs"] = np.asarray(result.state.obs)
+        arrays["state/obs"] = np.asarray(result.state.rollout.obs)
         arrays["state/key"] = np.asarray(jax.random.key_data(result.state.key))
         arrays["state/params"] = np.concatenate([np.ravel(x) for x in jax.tree.leaves(result.state.params)])
         arrays["info"] = np.array([jax.process_index(), jax.process_count(), len(jax.devices()),

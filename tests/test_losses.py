@@ -1,4 +1,5 @@
-"""The PPO loss against an independent NumPy re-derivation, through the flax network and distrax distributions."""
+"""The PPO loss against an independent NumPy re-derivation: `losses.ppo_loss` on arrays, and `batch.minibatch_loss`
+through the flax network, the policy interface and distrax distributions."""
 
 import jax
 import jax.numpy as jnp
@@ -6,9 +7,11 @@ import numpy as np
 import pytest
 
 from purejaxppo import PPOConfig
-from purejaxppo.losses import actor_critic_loss, ppo_loss_terms
+from purejaxppo.batch import Batch, Samples, minibatch_loss
+from purejaxppo.losses import ppo_loss
 from purejaxppo.networks import ActorCritic
-from purejaxppo.update import Batch, clip_by_global_norm
+from purejaxppo.optim import clip_by_global_norm
+from purejaxppo.policies import actor_critic_policy
 
 
 def numpy_ppo_loss(logp, old_logp, adv, v, old_v, tgt, ent, clip, vf, ent_coef, norm_adv, clip_v, objective="ppo"):
@@ -35,10 +38,9 @@ def test_loss_terms_match_numpy(norm_adv, clip_v, objective, strict_ranks):
     B = 64
     logp, old_logp = rng.normal(size=B) * 0.3 - 1, rng.normal(size=B) * 0.3 - 1  # ratios well outside [0.8, 1.2]
     adv, v, old_v, tgt, ent = (rng.normal(size=B) for _ in range(5))
-    config = PPOConfig(normalize_advantages=norm_adv, clip_value_loss=clip_v, policy_objective=objective,
-                       entropy_coeff=0.03, vf_coeff=0.7)
     args = [jnp.asarray(x, jnp.float32) for x in (logp, old_logp, adv, v, old_v, tgt, ent)]
-    loss, info = ppo_loss_terms(*args, config)
+    loss, info = ppo_loss(*args, clip_eps=0.2, vf_coeff=0.7, entropy_coeff=0.03, normalize_advantages=norm_adv,
+                          clip_value_loss=clip_v, objective=objective)
     ref_loss, ref = numpy_ppo_loss(logp, old_logp, adv, v, old_v, tgt, ent, 0.2, 0.7, 0.03, norm_adv, clip_v, objective)
     np.testing.assert_allclose(float(loss), ref_loss, rtol=1e-5)
     for name, value in ref.items():
@@ -51,7 +53,7 @@ def _log_softmax(x):
     return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
-def test_actor_critic_loss_matches_numpy_with_masks():
+def test_minibatch_loss_matches_numpy_with_masks():
     """Log-probs and entropy from the masked categorical equal a NumPy masked log-softmax."""
     config = PPOConfig(normalize_advantages=True)
     net = ActorCritic(discrete=True, num_actions=4, hidden_sizes=(8,))
@@ -64,9 +66,10 @@ def test_actor_critic_loss_matches_numpy_with_masks():
     mask = rng.random((B, 4)) < 0.7
     mask[:, 0] = True
     action = np.array([rng.choice(np.flatnonzero(m)) for m in mask])
-    batch = Batch(obs, action, rng.normal(size=B).astype(np.float32) - 1.5, rng.normal(size=B).astype(np.float32),
-                  rng.normal(size=B).astype(np.float32), rng.normal(size=B).astype(np.float32), mask)
-    loss, info = actor_critic_loss(params, net, batch, config)
+    batch = Batch(obs, np.zeros(B, bool), action, rng.normal(size=B).astype(np.float32) - 1.5,
+                  rng.normal(size=B).astype(np.float32), rng.normal(size=B).astype(np.float32),
+                  rng.normal(size=B).astype(np.float32), mask)
+    loss, info = minibatch_loss(params, actor_critic_policy(net), Samples(batch, ()), config)
 
     # independent forward pass in NumPy from the raw parameters
     p = jax.tree.map(np.asarray, params)["params"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from probes import BestAction, ConstantRewardHorizon, ConstantRewardTimeLimit, MaskedChoice
-from purejaxppo import PPOConfig, evaluate, make_network, make_train
+from purejaxppo import PPOConfig, evaluate, make_policy, make_train
 
 PROBE = dict(num_envs=8, num_steps=32, update_epochs=4, num_minibatches=4, learning_rate=3e-3, anneal_lr=False,
              hidden_sizes=(32,), entropy_coeff=0.0)
@@ -19,7 +19,8 @@ def _train(env, **overrides):
 
 
 def _value(config, env, params, obs):
-    return float(make_network(config, env=env).apply(params, jnp.asarray(obs)[None], method="value")[0])
+    _, value = make_policy(config, env=env).heads(params, jnp.asarray(obs)[None], None)
+    return float(value[0])
 
 
 @pytest.mark.timeout(120)
@@ -36,7 +37,7 @@ def test_constant_reward_value_is_the_discounted_sum():
 def test_action_dependent_reward_learns_the_best_action():
     env = BestAction()
     config, out = _train(env, total_timesteps=20_000, entropy_coeff=0.0)
-    pi, _ = make_network(config, env=env).apply(out.state.params, jnp.ones((1, 1)))
+    pi, _ = make_policy(config, env=env).heads(out.state.params, jnp.ones((1, 1)), None)
     assert float(pi.probs[0, 1]) > 0.9
     returns = evaluate(config, out.state, jax.random.key(1), num_episodes=16, env=env)
     np.testing.assert_array_equal(np.asarray(returns), np.ones(16))
@@ -54,10 +55,12 @@ def test_time_limit_bootstraps_to_infinite_horizon_value():
     assert np.nanmax(lengths) == 20  # episodes really were cut by the limit
 
 
-@pytest.mark.timeout(120)
-def test_masked_environment_never_gets_an_illegal_action():
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("network", ["mlp", "gru"])
+def test_masked_environment_never_gets_an_illegal_action(network):
+    """Rollout, loss and evaluation all mask, for the MLP and the GRU alike (the same pipeline)."""
     env = MaskedChoice()
-    config, out = _train(env, total_timesteps=8_192, entropy_coeff=0.05)
+    config, out = _train(env, total_timesteps=8_192, entropy_coeff=0.05, network=network, gru_hidden_size=32)
     finished = np.asarray(out.metrics["episodes_finished"])
     assert finished.sum() > 1000  # many episodes, many auto-resets with new masks
     np.testing.assert_array_equal(np.asarray(out.metrics["episode_return"]), 0.0)

@@ -43,7 +43,7 @@ def test_callback_fires_once_per_update_in_order_and_one_compile():
     assert np.all(m2["env_steps"] == m2["update"] * TINY.batch_size)
     assert runner.compiled_count() == 1  # chunk lengths 3 and 2 share one executable
     states, m0 = runner.run(states, 0)
-    assert m0 == {} and int(states.update[0]) == 5
+    assert m0 == {} and int(states.updates_done[0]) == 5
 
 
 @pytest.mark.timeout(120)

@@ -1,5 +1,5 @@
-"""The GRU policy: hidden-state resets aligned with done_{t-1}, rollout/update agreement, whole-sequence minibatches,
-and a memory task that a feed-forward policy cannot solve."""
+"""The GRU policy through the one pipeline: hidden-state resets aligned with done_{t-1}, rollout and replay agree,
+whole-sequence minibatches, and a memory task that a feed-forward policy cannot solve."""
 
 from __future__ import annotations
 
@@ -9,17 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxppo import PPOConfig, make_train, make_train_functions
-from purejaxppo.recurrent import (
-    RecurrentActorCritic,
-    RecurrentCarry,
-    SequenceBatch,
-    collect_recurrent,
-    prepare_sequences,
-    reset_flags,
-)
-from purejaxppo.train import STREAM_ACTIONS, STREAM_ENV, stream
-from purejaxppo.update import shuffle_into_minibatches
+from purejaxppo import PPOConfig, make_train, make_train_functions, streams
+from purejaxppo.batch import Batch, Samples, minibatch_loss, prepare_batch, to_samples
+from purejaxppo.networks import RecurrentActorCritic
+from purejaxppo.optim import shuffle_into_minibatches
+from purejaxppo.policies import act, recurrent_policy
+from purejaxppo.rollout import collect
 
 
 def memory_chain(memory_length: int):
@@ -29,44 +24,33 @@ def memory_chain(memory_length: int):
 
 # ---------------------------------------------------------------------------------------- reset alignment (by hand)
 @pytest.mark.timeout(60)
-def test_reset_flags_are_previous_dones():
-    terminated = jnp.asarray([[0, 0], [0, 1], [1, 0], [0, 0]], bool)
-    truncated = jnp.asarray([[0, 0], [0, 0], [0, 0], [1, 0]], bool)
-    resets = reset_flags(jnp.asarray([True, False]), terminated, truncated)
-    expected = [[1, 0], [0, 0], [0, 1], [1, 0]]  # reset_0 = done before the rollout, reset_t = done_{t-1}
-    np.testing.assert_array_equal(np.asarray(resets), np.asarray(expected, bool))
-
-
-@pytest.mark.timeout(60)
 def test_hidden_state_after_reset_equals_a_fresh_sequence():
     """A sequence with a done at t = 2 (so the reset flag is set with obs_3): from t = 3 on, the hidden states (hence
     policy and values, functions of them) equal those of a fresh sequence started at obs_3 from h_0; before it, the
-    old carry is used."""
+    old carry is used. `act`, one step at a time as the rollout runs it, follows the same hidden states."""
     T, D, H = 7, 3, 6
-    net = RecurrentActorCritic(discrete=True, num_actions=2, hidden_sizes=(8, 8), gru_hidden_size=H)
+    policy = recurrent_policy(RecurrentActorCritic(discrete=True, num_actions=2, hidden_sizes=(8, 8),
+                                                   gru_hidden_size=H))
     rng = np.random.default_rng(0)
     obs = jnp.asarray(rng.normal(size=(T, 1, D)), jnp.float32)
     carry0 = jnp.asarray(rng.normal(size=(1, H)), jnp.float32)  # a mid-episode carry from an earlier rollout
-    params = jax.jit(net.init)(jax.random.key(0), carry0, obs, jnp.zeros((T, 1), bool))
-    done = jnp.zeros((T, 1), bool).at[2, 0].set(True)
-    resets = reset_flags(jnp.asarray([False]), done, jnp.zeros_like(done))
-    assert np.asarray(resets)[:, 0].tolist() == [False, False, False, True, False, False, False]
-
-    hidden_states = jax.jit(lambda h, o, r: net.apply(params, h, o, r, method="hidden_states")[1])
-    step = jax.jit(lambda h, o, r: net.apply(params, h, o, r, method="step")[0])
-    h0, no_resets = net.initial_carry(1), jnp.zeros((T, 1), bool)
+    params = jax.jit(policy.init)(jax.random.key(0), obs[0])
+    resets = jnp.zeros((T, 1), bool).at[3, 0].set(True)  # done at t = 2: obs_3 starts an episode
+    no_resets = jnp.zeros((T, 1), bool)
+    hidden_states = jax.jit(lambda h, o, r: policy.unroll(params, h, o, r)[1])
 
     hidden = hidden_states(carry0, obs, resets)
-    fresh = hidden_states(h0, obs[3:], no_resets[3:])
+    fresh = hidden_states(policy.initial_carry(1), obs[3:], no_resets[3:])
     np.testing.assert_allclose(hidden[3:], fresh, rtol=1e-6, atol=1e-6)  # so policy and values are equal too
     np.testing.assert_allclose(hidden[:3], hidden_states(carry0, obs[:3], no_resets[:3]), rtol=1e-6, atol=1e-6)
     assert not np.allclose(hidden_states(carry0, obs, no_resets)[3:], fresh, atol=1e-3)  # the reset matters
 
-    # step() one observation at a time (as the rollout runs it) gives the same hidden states as the sequence call.
+    step = jax.jit(lambda h, o, r: act(policy, params, h, o, r))
     h = carry0
     for t in range(T):
-        h = step(h, obs[t], resets[t])
+        h, pi = step(h, obs[t], resets[t])
         np.testing.assert_allclose(h, hidden[t], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(pi.logits, policy.heads(params, hidden[t], None)[0].logits, rtol=1e-6, atol=1e-6)
 
 
 # --------------------------------------------------------------------------------- rollout vs update, real env
@@ -84,58 +68,64 @@ def short_episodes():
 @pytest.mark.timeout(120)
 def test_rollout_and_update_replay_agree(short_episodes, strict_ranks):
     config, fns, state = short_episodes
-    net, u = fns.network, state.update
-    start = state.policy_carry
-    assert np.abs(np.asarray(start.hidden)).max() > 0  # carried over from the first update
+    policy, env, u = fns.setup.policy, fns.setup.env, state.updates_done
+    start = state.rollout
+    assert np.abs(np.asarray(start.carry)).max() > 0  # carried over from the first update
 
     @jax.jit
     def rollout_and_prepare(state):
-        transition, _, _, carry = collect_recurrent(
-            net, state.params, fns.env, fns.env_params, config, fns.spec, state.obs_stats, state.env_state,
-            state.obs, state.policy_carry, stream(state.key, STREAM_ACTIONS, u), stream(state.key, STREAM_ENV, u),
-        )
-        batch, values, _, _, _ = prepare_sequences(
-            net, state.params, config, transition, state.policy_carry, state.obs_stats, state.reward_state
-        )
-        return transition, carry, batch, values
+        keys = streams.stream(state.key, streams.ACTIONS, u), streams.stream(state.key, streams.ENV, u)
+        transition, end = collect(policy, state.params, env, config, state.obs_stats, state.rollout, *keys)
+        batch, _, _ = prepare_batch(policy, state.params, config, transition, state.rollout.carry, state.obs_stats,
+                                    state.reward_state)
+        return transition, end, batch
 
-    transition, carry, batch, values = rollout_and_prepare(state)
+    transition, end, batch = rollout_and_prepare(state)
     done = np.asarray(transition.terminated | transition.truncated)
     assert done[:-1].any()  # a done in the middle of the sequence
 
-    # The update's replay (initial hidden + reset flags) reproduces the rollout's log-probabilities.
-    time_major = lambda x: jnp.swapaxes(x, 0, 1)  # noqa: E731
-    _, hidden = net.apply(state.params, batch.initial_hidden, time_major(batch.steps.obs), time_major(batch.resets),
-                          method="hidden_states")
-    pi = net.apply(state.params, hidden, method="policy_from_hidden")
-    np.testing.assert_allclose(pi.log_prob(transition.action), transition.log_prob, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(hidden[-1], carry.hidden, rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(np.asarray(carry.done), done[-1])
-    np.testing.assert_array_equal(np.asarray(batch.initial_hidden), np.asarray(start.hidden))
+    # The rollout records reset_t = done_{t-1} (and the carried done flag for t = 0).
+    np.testing.assert_array_equal(np.asarray(transition.reset)[1:], done[:-1])
+    np.testing.assert_array_equal(np.asarray(transition.reset)[0], np.asarray(start.done))
+    np.testing.assert_array_equal(np.asarray(end.done), done[-1])
 
-    # Environment-major layout: row n is environment n's whole sequence, in time order.
-    np.testing.assert_array_equal(np.asarray(batch.steps.obs), np.swapaxes(np.asarray(transition.obs), 0, 1))
-    np.testing.assert_array_equal(np.asarray(batch.resets)[:, 1:], done[:-1].T)
-    np.testing.assert_array_equal(np.asarray(batch.resets)[:, 0], np.asarray(start.done))
+    # The update's replay (initial carry + reset flags) reproduces the rollout's log-probabilities and final carry.
+    samples = to_samples(batch, start.carry, sequences=True)
+    time_major = lambda x: jnp.swapaxes(x, 0, 1)  # noqa: E731
+    _, hidden = policy.unroll(state.params, samples.initial_carry, time_major(samples.steps.obs),
+                              time_major(samples.steps.reset))
+    pi, values = policy.heads(state.params, hidden, None)
+    np.testing.assert_allclose(pi.log_prob(transition.action), transition.log_prob, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(hidden[-1], end.carry, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(values, batch.value, rtol=1e-6, atol=1e-6)
+
+    # Environment-major layout: row n is environment n's whole sequence, in time order, with its initial carry.
+    np.testing.assert_array_equal(np.asarray(samples.steps.obs), np.swapaxes(np.asarray(transition.obs), 0, 1))
+    np.testing.assert_array_equal(np.asarray(samples.initial_carry), np.asarray(start.carry))
 
     # V(s'_t) = V(GRU(h_t, final_obs_t)) equals V_{t+1} wherever the episode continued.
-    next_values = net.apply(state.params, hidden, transition.final_obs, method="successor_value")
+    next_values = policy.successor_value(state.params, hidden, transition.final_obs)
     continued = ~done[:-1]
     np.testing.assert_allclose(np.asarray(next_values)[:-1][continued], np.asarray(values)[1:][continued],
                                rtol=1e-5, atol=1e-5)
+
+    # At the rollout's parameters every ratio is 1: the loss sees exactly what acting saw.
+    _, info = minibatch_loss(state.params, policy, samples, config)
+    assert float(info.approx_kl) == pytest.approx(0.0, abs=1e-6) and float(info.clip_fraction) == 0.0
 
 
 @pytest.mark.timeout(60)
 def test_minibatches_hold_whole_sequences():
     N, T, H = 8, 5, 3
     steps = jnp.arange(N * T, dtype=jnp.float32).reshape(N, T)  # value = 5 n + t
-    batch = SequenceBatch(steps, jnp.zeros((N, T), bool), jnp.arange(N * H, dtype=jnp.float32).reshape(N, H))
-    minibatches = shuffle_into_minibatches(batch, jax.random.key(3), num_minibatches=4)
-    rows = np.asarray(minibatches.steps).reshape(N, T)
+    batch = Batch(*(steps for _ in range(7)), None)
+    samples = Samples(batch, jnp.arange(N * H, dtype=jnp.float32).reshape(N, H))
+    minibatches = shuffle_into_minibatches(samples, jax.random.key(3), num_minibatches=4)
+    rows = np.asarray(minibatches.steps.obs).reshape(N, T)
     env = rows[:, 0] // T
     np.testing.assert_array_equal(rows, env[:, None] * T + np.arange(T))  # each row a whole sequence, in order
     assert sorted(env.tolist()) == list(range(N)) and env.tolist() != list(range(N))  # shuffled over envs
-    np.testing.assert_array_equal(np.asarray(minibatches.initial_hidden).reshape(N, H)[:, 0], env * H)
+    np.testing.assert_array_equal(np.asarray(minibatches.initial_carry).reshape(N, H)[:, 0], env * H)
 
 
 @pytest.mark.timeout(60)
@@ -165,6 +155,6 @@ def test_gru_solves_memory_chain_where_mlp_is_at_chance(strict_ranks):
     gru_return = float(np.nanmean(gru.metrics["episode_return"][-10:]))
     assert abs(mlp_return) < 0.25, mlp_return
     assert gru_return > 0.8, gru_return
-    assert float(gru.metrics["eval_return"][-1]) > 0.8  # greedy evaluation with the recurrent evaluator
-    assert isinstance(gru.state.policy_carry, RecurrentCarry)
-    assert gru.state.policy_carry.hidden.shape == (16, 32)
+    assert float(gru.metrics["eval_return"][-1]) > 0.8  # greedy evaluation through the same `act`
+    assert gru.state.rollout.carry.shape == (16, 32)
+    assert mlp.state.rollout.carry == ()  # a feed-forward policy carries nothing

@@ -56,7 +56,7 @@ SCRIPT = textwrap.dedent(r"""
     @check("sharded_layout")
     def _():
         assert sharded.metrics["episode_return"].shape == (3, 2, CONFIG.num_updates)
-        assert sharded.state.update.shape == (3, 2) and (sharded.state.update == CONFIG.num_updates).all()
+        assert sharded.state.updates_done.shape == (3, 2) and (sharded.state.updates_done == CONFIG.num_updates).all()
         assert np.isfinite(sharded.metrics["policy_loss"]).all()
 
     @check("sharded_equals_one_device_bitwise")
@@ -72,7 +72,7 @@ SCRIPT = textwrap.dedent(r"""
 
     @check("program_is_sharded_without_collectives")
     def _():
-        sweep_module = sys.modules["purejaxppo.sweep"]
+        sweep_module = sys.modules["purejaxppo.sweeps"]
         mesh = sweep_module.default_mesh()
         program = sweep_module._program(CONFIG, ("learning_rate",), mesh, True, None, None)
         sharding = NamedSharding(mesh, P(mesh.axis_names))
@@ -104,14 +104,14 @@ SCRIPT = textwrap.dedent(r"""
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(a.state.obs_stats.mean, b.state.obs_stats.mean, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(a.state.reward_state.stats.var, b.state.reward_state.stats.var, rtol=1e-5)
-        np.testing.assert_array_equal(np.asarray(a.state.obs), np.asarray(b.state.obs))  # the same env trajectories
+        np.testing.assert_array_equal(np.asarray(a.state.rollout.obs), np.asarray(b.state.rollout.obs))  # same envs
 
     @check("data_parallel_matches_one_device")
     def _():
         train = make_data_parallel_train(DP)
         dp = train(key)
-        assert dp.state.obs.shape == (8, 4) and dp.state.obs.sharding.num_devices == 4
-        assert not dp.state.obs.sharding.is_fully_replicated
+        assert dp.state.rollout.obs.shape == (8, 4) and dp.state.rollout.obs.sharding.num_devices == 4
+        assert not dp.state.rollout.obs.sharding.is_fully_replicated
         assert_close_runs(one, dp)
         assert "all_reduce" in train.lower(key).as_text()  # the gradients really are averaged across devices
         # hparams: the same compiled program with other values
@@ -124,10 +124,22 @@ SCRIPT = textwrap.dedent(r"""
         import pytest
         with pytest.raises(ValueError, match=r"num_envs=6 must be divisible by the number of devices \(4\)"):
             make_data_parallel_train(DP.replace(num_envs=6))
-        with pytest.raises(ValueError, match="num_minibatches=8 must divide each device's batch"):
+        with pytest.raises(ValueError, match="each device has num_envs / devices = 2 environments: "
+                                             "PPOConfig.num_minibatches must divide num_envs \\* num_steps = 4"):
             make_data_parallel_train(DP.replace(num_minibatches=8, num_steps=2, total_timesteps=16))
-        with pytest.raises(ValueError, match="feed-forward networks only"):
-            make_data_parallel_train(DP.replace(network="gru", num_minibatches=1))
+        with pytest.raises(ValueError, match="each device has num_envs / devices = 2 environments: "
+                                             "PPOConfig.num_minibatches must divide num_envs=2 for network='gru'"):
+            make_data_parallel_train(DP.replace(network="gru", num_minibatches=4))
+
+    @check("data_parallel_gru_matches_one_device")
+    def _():
+        # Each device replays its own environments' sequences from their carries; gradients are averaged.
+        gru = DP.replace(network="gru", hidden_sizes=(16,), gru_hidden_size=16)
+        one_gru, dp_gru = make_train(gru)(key), make_data_parallel_train(gru)(key)
+        assert dp_gru.state.rollout.carry.shape == (8, 16) and dp_gru.state.rollout.carry.sharding.num_devices == 4
+        assert_close_runs(one_gru, dp_gru)
+        np.testing.assert_allclose(np.asarray(one_gru.state.rollout.carry), np.asarray(dp_gru.state.rollout.carry),
+                                   rtol=1e-4, atol=1e-5)
 
     print("SECONDS " + json.dumps(seconds))
     print("REPORT " + json.dumps(report))
@@ -151,6 +163,7 @@ CHECKS = [
     "program_is_sharded_without_collectives",
     "data_parallel_matches_one_device",
     "data_parallel_errors",
+    "data_parallel_gru_matches_one_device",
 ]
 
 

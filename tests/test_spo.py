@@ -9,8 +9,8 @@ import optax
 import pytest
 from flax import nnx
 
-from purejaxppo import PPOConfig, PPOTrainer, make_train
-from purejaxppo.losses import policy_loss_terms, ppo_loss_terms
+from purejaxppo import PPOConfig, PPOTrainer, make_train, make_train_functions
+from purejaxppo.losses import policy_loss_terms, ppo_loss
 
 
 @pytest.mark.timeout(60)
@@ -30,10 +30,10 @@ def test_spo_gradient_matches_hand_derivation():
     np.testing.assert_allclose(np.asarray(grad), expected, rtol=1e-5, atol=1e-7)
 
     # The same through the whole objective (no advantage standardisation, value and entropy terms off).
-    config = PPOConfig(policy_objective="spo", clip_param=eps, normalize_advantages=False, vf_coeff=0.0,
-                       entropy_coeff=0.0)
     zeros = jnp.zeros(B)
-    full = jax.grad(lambda lp: ppo_loss_terms(lp, old_log_prob, advantages, zeros, zeros, zeros, zeros, config)[0])
+    full = jax.grad(lambda lp: ppo_loss(lp, old_log_prob, advantages, zeros, zeros, zeros, zeros, clip_eps=eps,
+                                        vf_coeff=0.0, entropy_coeff=0.0, normalize_advantages=False,
+                                        objective="spo")[0])
     np.testing.assert_allclose(np.asarray(full(log_prob)), expected, rtol=1e-5, atol=1e-7)
 
     # Unlike PPO's clipped objective, SPO's gradient does not vanish outside the trust region: it pulls back.
@@ -102,8 +102,6 @@ def test_spo_keeps_ratio_in_trust_region_where_ppo_escapes():
 @pytest.mark.timeout(120)
 def test_spo_in_make_train():
     """SPO runs through make_train (two tiny updates on CartPole): finite metrics, the parameters move."""
-    from purejaxppo import make_train_functions
-
     config = PPOConfig(num_envs=4, num_steps=16, total_timesteps=128, update_epochs=2, num_minibatches=2,
                        hidden_sizes=(16,), policy_objective="spo")
     out = make_train(config)(jax.random.key(0))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from purejaxppo import PPOConfig, SweepResult, make_train, sweep
-from purejaxppo.sweep import _cell_inputs, _plan
+from purejaxppo.sweeps import _cell_inputs, _plan
 
 CONFIG = PPOConfig(num_envs=4, num_steps=16, total_timesteps=320, update_epochs=2, num_minibatches=2)  # 5 updates
 LRS, ENTS, SEEDS = [1e-4, 1e-3], [0.0, 0.01], 2
@@ -42,10 +42,10 @@ def test_grid_layout(grid):
     np.testing.assert_array_equal(grid.metrics["env_steps"][0, 0, 0], CONFIG.batch_size * np.arange(1, 6))
     assert np.isfinite(grid.metrics["policy_loss"]).all()
     # final states: one per cell, with that cell's key and all updates done
-    assert grid.state.update.shape == (2, 2, SEEDS) and (grid.state.update == CONFIG.num_updates).all()
+    assert grid.state.updates_done.shape == (2, 2, SEEDS) and (grid.state.updates_done == CONFIG.num_updates).all()
     seed_keys = jax.random.key_data(jax.random.split(jax.random.key(0), SEEDS))
     np.testing.assert_array_equal(jax.random.key_data(grid.state.key[1, 1]), seed_keys)
-    assert grid.state.obs.shape == (2, 2, SEEDS, CONFIG.num_envs, 4)
+    assert grid.state.rollout.obs.shape == (2, 2, SEEDS, CONFIG.num_envs, 4)
 
 
 @pytest.mark.timeout(120)
@@ -56,6 +56,21 @@ def test_cells_match_lone_make_train_runs(grid):
     assert_matches_lone_run({k: v[1, 0, 1] for k, v in grid.metrics.items()}, lone)
     # different hyperparameters really train differently
     assert not np.allclose(grid.metrics["policy_loss"][0, 0], grid.metrics["policy_loss"][1, 0])
+
+
+@pytest.mark.timeout(180)
+def test_each_cell_is_evaluated_with_its_own_obs_clip():
+    """In-training evaluation normalises observations with the cell's own obs_clip, not the base config's: a sweep
+    cell's eval_return equals a lone run of that setting. (Before the one-pipeline refactor evaluation closed over the
+    base config, so the obs_clip=0.05 cell was evaluated with 10.0 and this failed.)"""
+    config = CONFIG.replace(normalize_observations=True, eval_every=1, eval_episodes=8, obs_clip=10.0)
+    result = sweep(config, num_seeds=1, obs_clip=[0.05, 10.0])
+    for i, clip in enumerate((0.05, 10.0)):
+        lone = make_train(config.replace(obs_clip=clip))(jax.random.split(jax.random.key(0), 1)[0])
+        np.testing.assert_allclose(result.metrics["eval_return"][i, 0], np.asarray(lone.metrics["eval_return"]),
+                                   err_msg=f"obs_clip={clip}")
+    # the setting matters for evaluation, so the comparison above is sharp
+    assert not np.array_equal(result.metrics["eval_return"][0, 0], result.metrics["eval_return"][1, 0])
 
 
 @pytest.mark.timeout(60)
@@ -74,7 +89,7 @@ def test_settings_list_equals_grid_cells(grid):
         assert values.shape == (4, SEEDS, CONFIG.num_updates)
         for k, cell in enumerate(order):
             np.testing.assert_array_equal(values[k], grid.metrics[name][cell], err_msg=name)
-    np.testing.assert_array_equal(result.state.obs[0], grid.state.obs[1, 1])
+    np.testing.assert_array_equal(result.state.rollout.obs[0], grid.state.rollout.obs[1, 1])
     np.testing.assert_array_equal(result.scores(), [grid.scores()[cell] for cell in order])
     assert result.best() in result.settings
 

@@ -28,7 +28,7 @@ def test_metrics_are_one_value_per_update(small_run):
     np.testing.assert_array_equal(np.asarray(small_run.metrics["env_steps"]), SMALL.batch_size * np.arange(1, 7))
     lr = np.asarray(small_run.metrics["learning_rate"])
     np.testing.assert_allclose(lr, 2.5e-4 * (1 - np.arange(6) / 6), rtol=1e-6)  # linear annealing
-    assert int(small_run.state.update) == SMALL.num_updates
+    assert int(small_run.state.updates_done) == SMALL.num_updates
 
 
 def test_episode_return_is_nan_not_zero_when_no_episode_finished():

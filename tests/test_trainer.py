@@ -131,6 +131,48 @@ def test_loss_matches_numpy(bootstrap, strict_ranks):
     assert int(optimizer.step[...]) == 1
 
 
+def numpy_masked_log_softmax(log_probs_all, mask):
+    x = np.where(mask, log_probs_all, -1e9)
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def masked_batch(rng: np.random.Generator, model, T: int = 6, N: int = 2) -> dict:
+    """`synthetic_batch` with a random action mask (at least one legal action per step) and legal actions only."""
+    batch = synthetic_batch(rng, T, N, model)
+    mask = rng.random((T, N, NUM_ACTIONS)) < 0.6
+    mask[..., 1] |= ~mask.any(-1)
+    actions = np.array([[rng.choice(np.flatnonzero(mask[t, n])) for n in range(N)] for t in range(T)])
+    log_probs_all = numpy_masked_log_softmax(np.asarray(model(batch["observations"].reshape(T * N, -1))[0]),
+                                             mask.reshape(T * N, -1))
+    taken = log_probs_all[np.arange(T * N), actions.reshape(-1)].reshape(T, N)
+    return {**batch, "actions": actions, "action_mask": mask,
+            "log_probs": (taken + 0.3 * rng.normal(size=(T, N))).astype(np.float32)}
+
+
+@pytest.mark.timeout(120)
+def test_action_mask_matches_numpy(strict_ranks):
+    """With "action_mask", the loss uses the masked log-softmax (illegal actions have probability 0, also in the
+    entropy), as make_train's policy head does."""
+    cfg = PPOConfig(update_epochs=1, num_minibatches=1, gamma=0.9, gae_lambda=0.8)
+    model, _, trainer = make_trainer(cfg)
+    batch = masked_batch(np.random.default_rng(12), model)
+    assert not batch["action_mask"].all()  # some actions really are illegal
+    T, N = batch["rewards"].shape
+    values = batch["values"].astype(np.float64)
+    next_values = np.concatenate([values[1:], np.zeros((1, N))], 0)
+    advantages, targets = numpy_gae(batch["rewards"].astype(np.float64), values, next_values,
+                                    batch["dones"].astype(float), np.zeros((T, N)), cfg.gamma, cfg.gae_lambda)
+    log_probs_all, new_values = (np.asarray(x, np.float64) for x in model(batch["observations"].reshape(T * N, -1)))
+    masked = numpy_masked_log_softmax(log_probs_all, batch["action_mask"].reshape(T * N, -1))
+    expected = numpy_ppo_loss(masked, new_values, batch, advantages, targets, cfg)
+    unmasked = numpy_ppo_loss(log_probs_all, new_values, batch, advantages, targets, cfg)
+    assert abs(expected["entropy"] - unmasked["entropy"]) > 0.1  # the mask matters
+    metrics = trainer.train_step(batch)
+    for name, value in expected.items():
+        np.testing.assert_allclose(float(metrics[name]), value, rtol=2e-5, atol=1e-6, err_msg=name)
+
+
 @pytest.mark.timeout(120)
 def test_final_values_alias_and_single_env_layout():
     """next_values, its alias final_values, and a 1-d [T] trajectory (N = 1) give the same update."""
@@ -224,6 +266,15 @@ def _bad_cases(T=6, N=2):
         "action out of range": (lambda b: b["actions"].__setitem__((0, 0), NUM_ACTIONS), r"'actions'.*\[0, 3\)"),
         "float actions": (lambda b: b.update(actions=np.zeros((T, N, 2), np.float32)), r"actions.*integers"),
         "not a mapping": (None, r"mapping"),
+        "mask shape": (lambda b: b.update(action_mask=np.ones((T, N), bool)), r"'action_mask'.*\[T=6, N=2, A\]"),
+        "mask not 0/1": (lambda b: b.update(action_mask=np.full((T, N, NUM_ACTIONS), 2)), r"'action_mask'.*boolean"),
+        "mask allows nothing": (lambda b: b.update(action_mask=np.zeros((T, N, NUM_ACTIONS), bool)),
+                                r"'action_mask'\] allows no action at step \(0, 0\)"),
+        "illegal action taken": (lambda b: b.update(actions=np.zeros((T, N), int),
+                                                    action_mask=np.eye(NUM_ACTIONS, dtype=bool)[np.ones((T, N), int)]),
+                                 r"takes action 0 at step \(0, 0\), which 'action_mask' marks illegal"),
+        "mask width": (lambda b: b.update(action_mask=np.ones((T, N, NUM_ACTIONS + 1), bool)),
+                       r"'action_mask'\] has 4 actions on its last axis, the model gives 3"),
     }
 
 
@@ -311,3 +362,8 @@ def test_from_apply_linen_distribution(continuous, strict_ranks):
     if not continuous:
         with pytest.raises(ValueError, match="actions"):  # float actions do not fit a Categorical's event shape
             trainer.train_step({**batch, "actions": np.zeros((T, N, 2), np.float32)})
+        masked = trainer.train_step({**batch, "action_mask": np.ones((T, N, 2), bool)})  # a Categorical is masked too
+        assert all(np.isfinite(float(v)) for v in masked.values())
+    else:
+        with pytest.raises(ValueError, match=r"'action_mask'\] needs discrete actions"):
+            trainer.train_step({**batch, "action_mask": np.ones((T, N, 2), bool)})

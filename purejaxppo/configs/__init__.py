@@ -12,6 +12,7 @@ what its settings are based on.
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +40,6 @@ def shipped_config_path(env_name: str) -> Path | None:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ModuleNotFoundError:
-            raise ValueError(f"reading {path} needs Python >= 3.11 or the 'tomli' package") from None
     with open(path, "rb") as f:
         try:
             return tomllib.load(f)

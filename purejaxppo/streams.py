@@ -1,0 +1,31 @@
+"""Named random streams: every random number of a run comes from ``fold_in(fold_in(key, STREAM), index)``.
+
+No key is carried forward and split along the way, so a run resumed from a checkpoint, or one with evaluation switched
+on, draws exactly the numbers an uninterrupted run draws. Per update u, a stream's key is ``stream(key, STREAM, u)``.
+
+| stream | id | used for |
+|---|---|---|
+| network initialisation | 0 | `Policy.init` |
+| action sampling | 1 | the rollout's Gumbel / normal noise |
+| environment transitions | 2 | the rollout's per-environment step keys |
+| evaluation | 999 | in-training greedy evaluation (a stream training never reads) |
+| initial reset | 10_000 | the environments' first reset |
+| minibatch shuffle | 0xA11CE | the epochs' permutations (also `PPOTrainer`'s, per call) |
+"""
+
+from __future__ import annotations
+
+import jax
+
+INIT = 0
+ACTIONS = 1
+ENV = 2
+EVAL = 999
+RESET = 10_000
+SHUFFLE = 0xA11CE
+
+
+def stream(key: jax.Array, stream_id: int, index=None) -> jax.Array:
+    """The key of a named random stream, optionally for one update (or call) `index`."""
+    key = jax.random.fold_in(key, stream_id)
+    return key if index is None else jax.random.fold_in(key, index)
