@@ -8,15 +8,19 @@
 Absolute speed on shared machines drifts by 2x between days, so only ratios measured side by side mean anything.
 For each case (environment, seed count) the two sides run alternately, each in a fresh Python process, `--pairs`
 times (pair i runs purejaxppo first when i is even, the peer first when it is odd, so a drift in the machine's speed
-does not favour one side). Both sides train the same thing the way their users do, ``jax.jit(jax.vmap(make_train(
-config)))`` over the seeds, with PureJaxRL's own default config for the environment family:
+does not favour one side). Both sides train the same thing the way their documentation shows, with PureJaxRL's own
+default config for the environment family. PureJaxRL: ``jax.jit(jax.vmap(make_train(config)))`` over the seeds.
+purejaxppo: the same for one seed; for several, ``sweep(config, num_seeds=S)`` with one JAX device per CPU core
+(``JAX_NUM_CPU_DEVICES``, set for its process when unset), as the README shows first. ``--also-vmap`` adds
+purejaxppo's ``jax.vmap`` path on one device as a third side of every pair, so both figures come from one run.
 
 * CartPole-v1: 4 envs x 128 steps, 4 epochs x 4 minibatches, lr 2.5e-4 annealed, 5e5 steps per seed;
 * MinAtar: 64 envs x 128 steps, 4 epochs x 8 minibatches, lr 5e-3 annealed, 1e7 steps per seed, its MLP (64, 64,
   tanh) on flattened observations.
 
-Each side reports its compile time (`lower().compile()`, tracing included), its run time (one call of the compiled
-program), env steps per second over all seeds and its final return (the mean episode return over the last 10 updates
+Each side reports its compile time (`lower().compile()`, tracing included; for `sweep`, its first call minus its
+second), its run time (one call of the compiled program; for `sweep`, its second call), env steps per second over all
+seeds and its final return (the mean episode return over the last 10 updates
 and the seeds). The environment-only ceiling (gymnax alone, random actions, one jitted scan over the same number of
 environments and steps) is measured once per case in the same run. Results: benchmarks/results/peers-<device>.json
 and .md (``baseline-<device>`` with --baseline-dir).
@@ -90,20 +94,30 @@ def timed(fn, args) -> tuple[object, float, float]:
     return out, t1 - t0, time.perf_counter() - t1
 
 
-def worker_purejaxppo(env_name: str, seeds: int, total: float | None) -> dict:
+def worker_purejaxppo(env_name: str, seeds: int, total: float | None, api: str = "vmap") -> dict:
+    """purejaxppo by `api`: ``jax.jit(jax.vmap(make_train))`` on one device, or `sweep` over every device."""
     import jax
     import numpy as np
 
     import purejaxppo
-    from purejaxppo import make_train
+    from purejaxppo import make_train, sweep
 
     peer = peer_config(env_name, total)
-    keys = jax.random.split(jax.random.key(42), seeds)
-    out, compile_s, run_s = timed(jax.vmap(make_train(our_config(peer))), (keys,))
-    returns = np.asarray(out.metrics["episode_return"])[:, -10:]
-    return {"side": "purejaxppo", "version": purejaxppo.__version__, "source": str(Path(purejaxppo.__file__).parent),
-            "compile_s": compile_s, "run_s": run_s, "steps_per_s": seeds * steps_per_seed(peer) / run_s,
-            "final_return": float(np.nanmean(returns))}
+    config = our_config(peer)
+    if api == "sweep":
+        t0 = time.perf_counter()
+        sweep(config, num_seeds=seeds, seed=42)  # compiles, then trains
+        t1 = time.perf_counter()
+        result = sweep(config, num_seeds=seeds, seed=42)  # the cached program: training alone
+        run_s = time.perf_counter() - t1
+        compile_s, returns = (t1 - t0) - run_s, result.metrics["episode_return"][:, -10:]
+    else:
+        keys = jax.random.split(jax.random.key(42), seeds)
+        out, compile_s, run_s = timed(jax.vmap(make_train(config)), (keys,))
+        returns = np.asarray(out.metrics["episode_return"])[:, -10:]
+    return {"side": "purejaxppo", "api": api, "devices": len(jax.devices()), "version": purejaxppo.__version__,
+            "source": str(Path(purejaxppo.__file__).parent), "compile_s": compile_s, "run_s": run_s,
+            "steps_per_s": seeds * steps_per_seed(peer) / run_s, "final_return": float(np.nanmean(returns))}
 
 
 def _gymnax_five_tuple_view() -> None:
@@ -187,19 +201,29 @@ def worker_env(env_name: str, seeds: int, total: float | None) -> dict:
 
 
 # -------------------------------------------------------------------------------------------------------- driver
+def documented_api(seeds: int) -> str:
+    """How the README trains `seeds` seeds: `make_train` (vmapped, as PureJaxRL's runner does) for one, `sweep` for
+    several."""
+    return "vmap" if seeds == 1 else "sweep"
+
+
 def run_worker(side: str, args, seeds: int) -> dict:
-    """One fresh process for one side; returns its JSON line."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", side, "--env", args.env, "--seeds", str(seeds)]
+    """One fresh process for one side ("purejaxppo", "purejaxppo-vmap", "baseline", "purejaxrl" or "env"); returns
+    its JSON line."""
+    worker = {"purejaxppo-vmap": "purejaxppo", "baseline": "purejaxppo"}.get(side, side)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", worker, "--env", args.env, "--seeds", str(seeds)]
     if args.total_timesteps:
         cmd += ["--total-timesteps", str(args.total_timesteps)]
     env = dict(os.environ)
     if side == "purejaxrl":
         cmd += ["--purejaxrl-dir", args.purejaxrl_dir]
-    if side == "baseline":
-        env["PYTHONPATH"] = os.pathsep.join([str(Path(args.baseline_dir).resolve()), env.get("PYTHONPATH", "")])
-        cmd[cmd.index("--worker") + 1] = "purejaxppo"
-    elif side == "purejaxppo":
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    if worker == "purejaxppo":
+        api = "vmap" if side == "purejaxppo-vmap" else documented_api(seeds)
+        cmd += ["--api", api]
+        if api == "sweep":
+            env.setdefault("JAX_NUM_CPU_DEVICES", str(os.cpu_count()))  # one device per core (CPU only)
+        source = args.baseline_dir if side == "baseline" else ROOT
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(source).resolve()), env.get("PYTHONPATH", "")])
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -216,12 +240,14 @@ def git_commit(path: Path) -> str:
         return "unknown (not a git checkout)"
 
 
-def summarize(case: dict) -> dict:
-    ours = [p["purejaxppo"] for p in case["pairs"]]
+def summarize(case: dict, side: str = "purejaxppo") -> dict:
+    """Pair-by-pair ratios of `side` (purejaxppo's documented path, or "purejaxppo-vmap") against the peer."""
+    ours = [p[side] for p in case["pairs"]]
     peer = [p["peer"] for p in case["pairs"]]
     ratios = [o["steps_per_s"] / p["steps_per_s"] for o, p in zip(ours, peer)]
     med = lambda rows, key: statistics.median(r[key] for r in rows)  # noqa: E731
     return {
+        "api": ours[0].get("api", "vmap"), "devices": ours[0].get("devices", 1),
         "ratio_per_pair": [round(r, 3) for r in ratios], "median_ratio": round(statistics.median(ratios), 3),
         "purejaxppo": {k: med(ours, k) for k in ("steps_per_s", "compile_s", "final_return")},
         "peer": {k: med(peer, k) for k in ("steps_per_s", "compile_s", "final_return")},
@@ -241,15 +267,16 @@ def markdown(report: dict) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for case in report["cases"]:
-        s = case["summary"]
-        lines.append(
-            f"| {case['env']}, {case['seeds']} seed{'s' if case['seeds'] > 1 else ''} "
+        for s in [case["summary"], *([case["summary_vmap"]] if "summary_vmap" in case else [])]:
+            how = ("jax.vmap(make_train)" if s["api"] == "vmap" else f"sweep over {s['devices']} CPU devices")
+            lines.append(
+            f"| {case['env']}, {case['seeds']} seed{'s' if case['seeds'] > 1 else ''}, {how} "
             f"| {s['purejaxppo']['steps_per_s']:,.0f} | {s['peer']['steps_per_s']:,.0f} "
             f"| {', '.join(f'{r:.2f}' for r in s['ratio_per_pair'])} | **{s['median_ratio']:.2f}** "
             f"| {s['purejaxppo']['compile_s']:.1f} / {s['peer']['compile_s']:.1f} "
             f"| {s['purejaxppo']['final_return']:.1f} / {s['peer']['final_return']:.1f} "
             f"| {case['env_only']['steps_per_s']:,.0f} |"
-        )
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -272,17 +299,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", default="1,8", help="comma-separated seed counts (default 1,8)")
     ap.add_argument("--pairs", type=int, default=3, help="alternating pairs per case (default 3)")
     ap.add_argument("--total-timesteps", type=float, default=None, help="per seed (default: PureJaxRL's)")
+    ap.add_argument("--also-vmap", action="store_true",
+                    help="for several seeds, also run purejaxppo's jax.vmap path on one device in every pair")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     ap.add_argument("--worker", choices=("purejaxppo", "purejaxrl", "env"), help=argparse.SUPPRESS)
+    ap.add_argument("--api", choices=("vmap", "sweep"), default="vmap", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.worker:  # one side, in a fresh process: print one JSON line
         seeds = int(args.seeds)
         if args.worker == "purejaxrl":
             row = worker_purejaxrl(args.env, seeds, args.total_timesteps, args.purejaxrl_dir)
+        elif args.worker == "purejaxppo":
+            row = worker_purejaxppo(args.env, seeds, args.total_timesteps, args.api)
         else:
-            row = {"purejaxppo": worker_purejaxppo, "env": worker_env}[args.worker](args.env, seeds,
-                                                                                  args.total_timesteps)
+            row = worker_env(args.env, seeds, args.total_timesteps)
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
         return
     if not (args.purejaxrl_dir or args.baseline_dir):
@@ -308,17 +339,20 @@ def main(argv: list[str] | None = None) -> None:
     for seeds in (int(s) for s in args.seeds.split(",")):
         case = {"env": args.env, "seeds": seeds, "pairs": []}
         report["cases"].append(case)
+        ours = ["purejaxppo", *(["purejaxppo-vmap"] if args.also_vmap and seeds > 1 else [])]
         for i in range(args.pairs):
-            order = ("purejaxppo", peer_side) if i % 2 == 0 else (peer_side, "purejaxppo")
+            order = (*ours, peer_side) if i % 2 == 0 else (peer_side, *ours[::-1])
             pair = {}
             for side in order:
                 row = run_worker(side, args, seeds)
-                pair["purejaxppo" if side == "purejaxppo" else "peer"] = row
-                print(f"{args.env} x{seeds} pair {i + 1}/{args.pairs} {side:10s} {row['steps_per_s']:>12,.0f} "
+                pair["peer" if side == peer_side else side] = row
+                print(f"{args.env} x{seeds} pair {i + 1}/{args.pairs} {side:15s} {row['steps_per_s']:>12,.0f} "
                       f"steps/s  compile {row['compile_s']:5.1f} s  return {row['final_return']:.1f}", flush=True)
             case["pairs"].append(pair)
         case["env_only"] = run_worker("env", args, seeds)
         case["summary"] = summarize(case)
+        if len(ours) > 1:
+            case["summary_vmap"] = summarize(case, "purejaxppo-vmap")
         print(f"{args.env} x{seeds}: median ratio {case['summary']['median_ratio']:.2f} "
               f"(pairs {case['summary']['ratio_per_pair']}); env-only {case['env_only']['steps_per_s']:,.0f} "
               "steps/s", flush=True)

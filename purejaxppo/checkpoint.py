@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from purejaxppo.compiler import jit
 from purejaxppo.config import PPOConfig
 from purejaxppo.evaluation import play_episodes, policy_action
 from purejaxppo.normalize import normalize_obs
@@ -401,8 +402,8 @@ def load_policy(path: str | Path, seed_index: int = 0, deterministic: bool = Tru
 
     def evaluate(num_episodes: int = 32, key: jax.Array | None = None, greedy: bool | None = None):
         greedy = deterministic if greedy is None else greedy
-        play = jax.jit(lambda k: play_episodes(setup.env, setup.policy, params, obs_stats, k, config, num_episodes,
-                                               greedy))
+        play = jit(lambda k: play_episodes(setup.env, setup.policy, params, obs_stats, k, config, num_episodes,
+                                           greedy))
         return play(jax.random.key(0) if key is None else key)
 
     return LoadedPolicy(act_fn, setup.policy.initial_carry, policy, evaluate, config, params, obs_stats, setup,

@@ -26,6 +26,7 @@ import numpy as np
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from purejaxppo.compiler import jit
 from purejaxppo.config import PPOConfig
 from purejaxppo.normalize import RewardNormState
 from purejaxppo.rollout import RolloutState
@@ -100,4 +101,4 @@ def make_data_parallel_train(
                              "make_data_parallel_train")
         return sharded(key, jax.tree.leaves(hparams))  # floats as arguments: one program for every hparams
 
-    return jax.jit(train)
+    return jit(train)

@@ -61,6 +61,16 @@ def act(policy: Policy, params, carry, obs: jax.Array, reset: jax.Array, mask=No
     return carry, pi
 
 
+def with_flat_params(policy: Policy, unravel: Callable) -> Policy:
+    """The same policy reading its parameters from one flat vector: ``unravel(flat) -> params`` (as returned by
+    `jax.flatten_util.ravel_pytree`). Training steps the optimiser over that one buffer (see `train.learn`)."""
+    return policy._replace(
+        unroll=lambda flat, *args: policy.unroll(unravel(flat), *args),
+        heads=lambda flat, *args: policy.heads(unravel(flat), *args),
+        successor_value=lambda flat, *args: policy.successor_value(unravel(flat), *args),
+    )
+
+
 def feedforward_policy(heads: Callable, init: Callable | None = None, module: Any = None) -> Policy:
     """A policy without memory from ``heads(params, obs [...], mask) -> (pi, value)``: its carry is empty and its
     hidden state at step t is the observation itself."""

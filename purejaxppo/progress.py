@@ -30,6 +30,7 @@ import numpy as np
 from jax.experimental import io_callback
 from tqdm.auto import tqdm
 
+from purejaxppo.compiler import jit
 from purejaxppo.config import PPOConfig
 from purejaxppo.train import TrainFunctions, make_train_functions
 
@@ -50,8 +51,9 @@ class ChunkRunner:
         self.fns = make_train_functions(config) if fns is None else fns
         self._sink: Sink | None = None
         self._lock = threading.Lock()
+        # plain jax.jit: `init` is small, and callers trace it (jax.eval_shape) where compiler options are refused
         self._init = jax.jit(jax.vmap(lambda key: self.fns.init(key, config)))
-        self._chunk = jax.jit(self._chunk_fn, donate_argnums=0)
+        self._chunk = jit(self._chunk_fn, donate_argnums=0)
 
     def _emit(self, metrics: dict[str, Any]) -> None:
         sink = self._sink

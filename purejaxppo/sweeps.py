@@ -37,6 +37,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from purejaxppo.compiler import jit
 from purejaxppo.config import HYPERPARAMETERS, STATIC_FIELDS, PPOConfig, field_names
 from purejaxppo.train import RunState, init, make_setup, run
 
@@ -293,7 +294,7 @@ def _build_program(config, names, mesh, keep_state, env, env_params):
     # shard_map: each device runs the vmapped program on its own cells (no collectives); jit places the batch.
     local = jax.shard_map(jax.vmap(cell), mesh=mesh, in_specs=(cells, cells), out_specs=cells, check_vma=False)
     sharding = NamedSharding(mesh, cells)
-    return jax.jit(local, in_shardings=(sharding, sharding), out_shardings=sharding)
+    return jit(local, in_shardings=(sharding, sharding), out_shardings=sharding)
 
 
 def _global_array(x: np.ndarray, sharding: NamedSharding) -> jax.Array:

@@ -84,6 +84,7 @@ from flax import nnx
 
 from purejaxppo import streams
 from purejaxppo.batch import Batch, fit, to_samples
+from purejaxppo.compiler import jit
 from purejaxppo.config import PPOConfig
 from purejaxppo.gae import gae_advantages
 from purejaxppo.metrics import explained_variance
@@ -386,7 +387,7 @@ class PPOTrainer:
         self.opt_state = None
         self._tx = optimizer.tx if model is not None else None
         self._outputs: dict[Any, ModelOutput] = {}
-        self._step = jax.jit(self._traced_update, static_argnums=(0,))
+        self._step = jit(self._traced_update, static_argnums=(0,))
 
     @classmethod
     def from_apply(cls, apply_fn: Callable, params, tx: optax.GradientTransformation, config: PPOConfig, *,

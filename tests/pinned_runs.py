@@ -1,8 +1,8 @@
 """Fixed runs whose final parameters and metrics are pinned by SHA-256 digest (tests/test_pinned.py).
 
-The digests were recorded with the code at commit feee724, before the one-pipeline refactor, so they show that a
-restructuring kept behaviour to the bit. Only the public API is used (`make_train`, `sweep`, the command line and
-`load_policy`), so the same file ran against the old code and runs against the new.
+The digests show that a restructuring kept behaviour to the bit (see tests/test_pinned.py for their history). Only the
+public API is used (`make_train`, `sweep`, the command line and `load_policy`), so the same file runs against old and
+new code alike.
 
     python tests/pinned_runs.py            # print the digests of this checkout
     python tests/pinned_runs.py --write    # record them in tests/data/pinned_runs.json (only when bits must change)

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "purejaxppo"
 
 # Bottom to top: a module may import only modules listed before it (so the graph has no cycle by construction).
 ORDER = (
-    "version",
+    "version", "compiler",
     # pure maths
     "streams", "gae", "losses", "optim", "normalize",
     # inputs

@@ -147,7 +147,30 @@ def test_sides_alternate_and_ratios_are_taken_pair_by_pair(tmp_path, monkeypatch
     assert summary["ratio_per_pair"] == [3.0, 2.0, 3.0] and summary["median_ratio"] == 3.0
     assert [c["seeds"] for c in report["cases"]] == [1, 8]
     table = (tmp_path / "out" / f"peers-{peers.device_label()}.md").read_text()
-    assert "| CartPole-v1, 1 seed | 300 | 100 | 3.00, 2.00, 3.00 | **3.00** |" in table
+    assert "| CartPole-v1, 1 seed, jax.vmap(make_train) | 300 | 100 | 3.00, 2.00, 3.00 | **3.00** |" in table
+
+
+def test_several_seeds_run_the_documented_sweep_and_optionally_vmap_too(tmp_path, monkeypatch):
+    """One seed: make_train (vmapped); several: sweep over one device per core, plus the vmap path with --also-vmap,
+    each ratio against the same pair's peer run."""
+    calls = []
+
+    def fake_worker(side, args, seeds):
+        calls.append(side)
+        speed = {"purejaxppo": 400.0, "purejaxppo-vmap": 220.0, "purejaxrl": 200.0, "env": 1e6}[side]
+        return {"side": side, "compile_s": 5.0, "run_s": 1.0, "steps_per_s": speed, "final_return": 500.0,
+                "api": "sweep" if side == "purejaxppo" else "vmap", "devices": 2 if side == "purejaxppo" else 1}
+
+    monkeypatch.setattr(peers, "run_worker", fake_worker)
+    assert [peers.documented_api(s) for s in (1, 8)] == ["vmap", "sweep"]
+    peers.main(["--purejaxrl-dir", str(tmp_path), "--seeds", "8", "--pairs", "2", "--also-vmap",
+                "--out", str(tmp_path)])
+    assert calls == ["purejaxppo", "purejaxppo-vmap", "purejaxrl", "purejaxrl", "purejaxppo-vmap", "purejaxppo", "env"]
+    case = peers.json.loads((tmp_path / f"peers-{peers.device_label()}.json").read_text())["cases"][0]
+    assert case["summary"]["median_ratio"] == 2.0 and case["summary_vmap"]["median_ratio"] == 1.1
+    table = (tmp_path / f"peers-{peers.device_label()}.md").read_text()
+    assert "| CartPole-v1, 8 seeds, sweep over 2 CPU devices | 400 | 200 | 2.00, 2.00 | **2.00** |" in table
+    assert "| CartPole-v1, 8 seeds, jax.vmap(make_train) | 220 | 200 | 1.10, 1.10 | **1.10** |" in table
 
 
 def test_the_peer_must_be_named(capsys):
