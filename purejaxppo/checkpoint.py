@@ -23,8 +23,11 @@ counter under other names).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -50,6 +53,10 @@ META_KEYS = ("config", "num_seeds", "seed", "update", "leaves", "key_impls", "sh
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, corrupt, truncated or incompatible with the run asking for it."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint whose files cannot be read or do not match their digest (an older one may still be intact)."""
 
 
 class RunLayout(NamedTuple):
@@ -220,13 +227,59 @@ class Checkpointer:
             "key_impls": key_impls,
             "sha256": digest(arrays),
         }
-        self._manager.save(
-            step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)),
-            force=True,
-        )
-        self._manager.wait_until_finished()
+        try:
+            with _orbax_silenced():
+                self._manager.save(
+                    step,
+                    args=ocp.args.Composite(state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)),
+                    force=True,
+                )
+                self._manager.wait_until_finished()
+        except Exception as e:  # noqa: BLE001 - a full disk surfaces as OSError, ValueError or orbax's own errors
+            kept = self._steps_or_none()
+            raise CheckpointError(f"saving checkpoint {self.directory / str(step)} failed ({_save_failure(e)}); "
+                                  f"the checkpoints saved before it are intact (updates {kept})") from None
         return step
+
+    def _steps_or_none(self) -> list[int] | None:
+        try:
+            return self.steps()
+        except Exception:  # noqa: BLE001
+            return None
+
+    def quarantine(self, step: int) -> Path:
+        """Move the step directory aside as ``<step>.corrupt`` (kept for inspection, no longer a checkpoint)."""
+        source = self.directory / str(step)
+        target, i = self.directory / f"{step}.corrupt", 1
+        while target.exists():
+            i += 1
+            target = self.directory / f"{step}.corrupt{i}"
+        source.rename(target)
+        self._manager.reload()
+        return target
+
+    def restore_newest_intact(self, abstract: Any, layout: RunLayout | None, warn: Callable[[str], None]
+                              ) -> tuple[Any, dict]:
+        """Restore the newest checkpoint that reads back intact, newest first.
+
+        A corrupt one (`CorruptCheckpointError`) with an older one behind it is reported through `warn`, naming it,
+        and moved aside (`quarantine`), and the older one is tried; the oldest one's corruption is raised. Any other
+        refusal (another run's checkpoint, another version) is raised at once, since an older checkpoint of the same
+        run would be refused too.
+        """
+        steps = self.steps()
+        if not steps:
+            raise CheckpointError(f"no complete checkpoint in {self.directory}")
+        for i in range(len(steps) - 1, -1, -1):
+            try:
+                return self.restore(abstract, layout, steps[i])
+            except CorruptCheckpointError as e:
+                if i == 0:
+                    raise  # nothing older to fall back to: the oldest stays where it is
+                moved = self.quarantine(steps[i])
+                warn(f"warning: {e}. Moved it to {moved.name}; falling back to the checkpoint of update "
+                     f"{steps[i - 1]}")
+        raise AssertionError("unreachable")
 
     # --------------------------------------------------------------------------------------------------- restore
     def read_meta(self, step: int | None = None) -> dict[str, Any]:
@@ -236,7 +289,7 @@ class Checkpointer:
         try:
             meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
         except Exception as e:  # noqa: BLE001 - orbax raises many kinds; all mean "unreadable"
-            raise CheckpointError(f"checkpoint {where} is corrupt or truncated: its metadata cannot be read "
+            raise CorruptCheckpointError(f"checkpoint {where} is corrupt or truncated: its metadata cannot be read "
                                   f"({type(e).__name__}: {_short(e)})") from None
         if not isinstance(meta, dict) or "format" not in meta:
             raise CheckpointError(f"checkpoint {where} is not a purejaxppo checkpoint (no format in its metadata)")
@@ -248,7 +301,7 @@ class Checkpointer:
             )
         missing = [k for k in META_KEYS if k not in meta]
         if missing:
-            raise CheckpointError(f"checkpoint {where} is corrupt: its metadata lacks {missing}")
+            raise CorruptCheckpointError(f"checkpoint {where} is corrupt: its metadata lacks {missing}")
         meta["step"] = step
         return meta
 
@@ -284,10 +337,11 @@ class Checkpointer:
             ).state
             arrays = {n: np.asarray(v) for n, v in restored.items()}
         except Exception as e:  # noqa: BLE001
-            raise CheckpointError(f"checkpoint {where} is corrupt or truncated: its arrays cannot be read "
+            raise CorruptCheckpointError(f"checkpoint {where} is corrupt or truncated: its arrays cannot be read "
                                   f"({type(e).__name__}: {_short(e)})") from None
         if digest(arrays) != meta["sha256"]:
-            raise CheckpointError(f"checkpoint {where} is corrupt: its arrays do not match the digest saved with them")
+            raise CorruptCheckpointError(
+                f"checkpoint {where} is corrupt: its arrays do not match the digest saved with them")
         return arrays_to_state(arrays, meta["key_impls"], abstract), meta
 
     def _pick(self, step: int | None) -> int:
@@ -299,6 +353,54 @@ class Checkpointer:
         if step not in steps:
             raise CheckpointError(f"no checkpoint for update {step} in {self.directory}; available: {steps}")
         return step
+
+
+@contextlib.contextmanager
+def _orbax_silenced():
+    """No log records and no thread tracebacks from orbax while saving: a failed save is reported once, by `save`.
+
+    After a failure the silence stays: orbax's writer tasks and threads report the same failure again later (asyncio's
+    "Task exception was never retrieved", "Event loop is closed" from tensorstore's callbacks), after `save` raised.
+    """
+    loggers = [logging.getLogger(n) for n in ("absl", "orbax", "asyncio")]
+    levels = [lg.level for lg in loggers]
+    thread_hook, unraisable_hook = threading.excepthook, sys.unraisablehook
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    threading.excepthook = lambda args: None
+    sys.unraisablehook = _without_closed_loop_reports(unraisable_hook)
+    try:
+        yield
+    except BaseException:
+        threading.excepthook = thread_hook
+        raise
+    threading.excepthook, sys.unraisablehook = thread_hook, unraisable_hook
+    for lg, level in zip(loggers, levels):
+        lg.setLevel(level)
+
+
+def _save_failure(e: Exception) -> str:
+    """Why a save failed, in short: a full disk (however orbax and tensorstore report it) is named as such."""
+    text = str(e)
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    if "RESOURCE_EXHAUSTED" in text or "No space left" in text:
+        return "No space left on device"
+    return f"{type(e).__name__}: {_short(e)}"
+
+
+def _without_closed_loop_reports(hook: Callable) -> Callable:
+    """`hook`, minus the "Event loop is closed" reports that orbax's writer threads leave after a failed save."""
+    if getattr(hook, "_drops_closed_loop", False):
+        return hook
+
+    def filtered(unraisable) -> None:
+        value = unraisable.exc_value
+        if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
+            hook(unraisable)
+
+    filtered._drops_closed_loop = True
+    return filtered
 
 
 def _short(e: Exception, limit: int = 300) -> str:
@@ -377,6 +479,10 @@ def load_policy(path: str | Path, seed_index: int = 0, deterministic: bool = Tru
     one = jax.tree.map(lambda x: x[seed_index], state)
     config, setup = PPOConfig.from_dict(meta["config"]), fns.setup
     params, obs_stats = one.params, one.obs_stats
+    bad = sum(int(np.sum(~np.isfinite(np.asarray(x)))) for x in jax.tree.leaves(params))
+    if bad:
+        raise CheckpointError(f"checkpoint {path} holds {bad} non-finite parameter value(s) for seed {seed_index}: "
+                              "its training diverged, so there is no policy to evaluate")
 
     @jax.jit
     def _act(carry, obs, reset, key, mask):

@@ -14,15 +14,23 @@ parser is written by hand. Every `PPOConfig` field is also a flag, generated fro
 spellings: dotted (``--config.learning_rate``/``--config.learning-rate``) and flat (``--learning-rate``). A flag
 left out keeps the value of the env's shipped config (or of the config file).
 
-Errors in the input (a bad flag, a bad value, a value `PPOConfig` rejects, an unusable checkpoint) are printed as one
-line, ``error: ...``, naming the flag or field and what is allowed, with exit status 2 and no traceback. Set
-``PUREJAXPPO_DEBUG=1`` to get the traceback instead.
+Errors in the input (a bad flag, a bad value, a value `PPOConfig` rejects, an unusable checkpoint) and file-system
+faults (an unwritable --logdir, a full disk) are printed as one line, ``error: ...``, naming the flag, field or file
+and what is allowed, with exit status 2 and no traceback; everything that can be checked is checked before the run
+directory is created. Training that goes non-finite (NaN or infinite losses, gradients or parameters) stops at that
+update with exit status 3, keeping the checkpoints saved before it. Set ``PUREJAXPPO_DEBUG=1`` to get the traceback
+instead.
+
+A run directory is locked while it trains (`purejaxppo.runlock`): a second process is refused, naming the holder's
+pid. Resuming picks the newest checkpoint that reads back intact (a corrupt one is moved aside with a warning) and
+leaves a finished run untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import io
 import json
 import math
@@ -41,7 +49,10 @@ import tyro
 from purejaxppo.config import ACTIVATIONS, NETWORKS, POLICY_OBJECTIVES, PPOConfig, field_names
 
 EXIT_USAGE = 2
+EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
+SEED_RANGE = (0, 2**32 - 1)  # jax.random.key takes a 32-bit seed without x64
+EXTRAS = {"tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb", "wandb")}  # flag: (module, extra)
 DEFAULT_ENV = "CartPole-v1"
 DEFAULT_CHECKPOINTS_PER_RUN = 10
 DESCRIPTION = ("PPO in pure JAX: train on gymnax environments (one jitted program per run, many seeds at once), "
@@ -303,39 +314,77 @@ class RunPlan:
     resumed: bool
 
 
+def _check_seed(seed: int | None) -> None:
+    low, high = SEED_RANGE
+    if seed is not None and not low <= seed <= high:
+        raise UsageError(f"--seed must be an integer in [{low}, 2**32 - 1] (jax.random.key's 32-bit seed), got {seed}")
+
+
+def check_extras(cmd: Train) -> None:
+    """Refuse --tensorboard/--wandb without their package, before anything is created."""
+    for flag, (module, extra) in EXTRAS.items():
+        if getattr(cmd, flag) and importlib.util.find_spec(module) is None:
+            raise UsageError(f"--{flag} needs {module}: pip install 'purejaxppo[{extra}]'")
+
+
+def check_new_run_dir(run_dir: Path) -> None:
+    """A new run needs a directory that is absent or empty, not a file and not under one."""
+    for parent in [run_dir, *run_dir.parents]:
+        if parent.exists() and not parent.is_dir():
+            where = "is a file" if parent == run_dir else f"lies under the file {parent}"
+            raise UsageError(f"--logdir {run_dir} {where}; choose a directory")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UsageError(f"--logdir {run_dir} already holds a run: continue it with --resume {run_dir}, "
+                         "or choose another --logdir")
+
+
 def plan_new_run(cmd: Train) -> RunPlan:
-    """Resolve a fresh run and write its config.json and run.json."""
+    """Resolve a fresh run (nothing is created yet: see `create_run_dir`)."""
+    config = requested_config(cmd)
+    every = cmd.checkpoint_every or default_checkpoint_every(config.num_updates)
+    run_dir = Path(cmd.logdir) if cmd.logdir is not None else default_run_dir(config.env_name)
+    check_new_run_dir(run_dir)
+    return RunPlan(config, cmd.num_seeds or 1, cmd.seed or 0, run_dir, every, uuid.uuid4().hex[:12], resumed=False)
+
+
+def create_run_dir(plan: RunPlan) -> None:
+    """Create a new run's directory with its config.json and run.json; on failure remove whatever was created."""
     import jax
 
     import purejaxppo
     from purejaxppo.logs import CONFIG_FILE, RUN_FILE, write_json
 
-    config = requested_config(cmd)
-    num_seeds, seed = cmd.num_seeds or 1, cmd.seed or 0
-    every = cmd.checkpoint_every or default_checkpoint_every(config.num_updates)
-    run_dir = Path(cmd.logdir) if cmd.logdir is not None else default_run_dir(config.env_name)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise UsageError(f"--logdir {run_dir} already holds a run: continue it with --resume {run_dir}, "
-                         "or choose another --logdir")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run_id = uuid.uuid4().hex[:12]
-    write_json(run_dir / CONFIG_FILE, config.to_dict())
-    write_json(run_dir / RUN_FILE, {
-        "run_id": run_id, "env_name": config.env_name, "num_seeds": num_seeds, "seed": seed,
-        "checkpoint_every": every, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "purejaxppo_version": purejaxppo.__version__, "jax_version": jax.__version__,
-    })
-    return RunPlan(config, num_seeds, seed, run_dir, every, run_id, resumed=False)
+    run_dir = plan.run_dir
+    created = [p for p in [run_dir, *run_dir.parents] if not p.exists()][::-1]  # outermost first
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / CONFIG_FILE, plan.config.to_dict())
+        write_json(run_dir / RUN_FILE, {
+            "run_id": plan.run_id, "env_name": plan.config.env_name, "num_seeds": plan.num_seeds, "seed": plan.seed,
+            "checkpoint_every": plan.checkpoint_every, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "purejaxppo_version": purejaxppo.__version__, "jax_version": jax.__version__,
+        })
+    except OSError as e:
+        for name in (CONFIG_FILE, RUN_FILE, CONFIG_FILE + ".tmp", RUN_FILE + ".tmp"):
+            with contextlib.suppress(OSError):
+                (run_dir / name).unlink()
+        for path in reversed(created):
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise UsageError(f"cannot create the run directory {run_dir}: {e.strerror or e}") from None
 
 
 def plan_resumed_run(cmd: Train) -> RunPlan:
     """Read a run directory back; any config, seed or seed-count flags given must agree with it."""
-    from purejaxppo.checkpoint import config_differences
+    from purejaxppo.checkpoint import checkpoint_dir, config_differences
     from purejaxppo.logs import CONFIG_FILE, RUN_FILE, read_json
 
     run_dir = Path(cmd.resume)
     if not (run_dir / RUN_FILE).is_file() or not (run_dir / CONFIG_FILE).is_file():
         raise UsageError(f"--resume {run_dir}: not a run directory (no {RUN_FILE} and {CONFIG_FILE})")
+    if checkpoint_dir(run_dir).exists() and not checkpoint_dir(run_dir).is_dir():
+        raise UsageError(f"--resume {run_dir}: {checkpoint_dir(run_dir)} is a file, not the checkpoint directory; "
+                         "move it away")
     if cmd.logdir is not None and Path(cmd.logdir).resolve() != run_dir.resolve():
         raise UsageError("--resume continues the run in its own directory; leave out --logdir")
     info = read_json(run_dir / RUN_FILE)
@@ -362,7 +411,8 @@ def plan_resumed_run(cmd: Train) -> RunPlan:
     return RunPlan(config, int(info["num_seeds"]), int(info["seed"]), run_dir, every, info["run_id"], resumed=True)
 
 
-def summarize(plan: RunPlan, updates_done: int, wall_seconds: float, steps_this_session: int) -> dict[str, Any]:
+def summarize(plan: RunPlan, updates_done: int, wall_seconds: float, steps_this_session: int,
+              diverged: str | None = None) -> dict[str, Any]:
     """The summary.json of a run, from its whole metrics.jsonl."""
     import numpy as np
 
@@ -379,7 +429,9 @@ def summarize(plan: RunPlan, updates_done: int, wall_seconds: float, steps_this_
         "seed": plan.seed,
         "updates": updates_done,
         "complete": updates_done >= plan.config.num_updates,
+        "diverged": diverged,  # None, or what went non-finite and where (the run stopped there)
         "env_steps_per_seed": updates_done * plan.config.batch_size,
+        "episodes_finished": int(sum(r.get("episodes_finished") or 0 for r in records)),
         "final_episode_return": {
             "window_updates": FINAL_WINDOW,  # per seed: the mean episode return over its last 10 updates
             "mean": json_scalar(finite.mean()) if finite.size else None,
@@ -398,7 +450,9 @@ def summary_line(summary: dict[str, Any], run_dir: Path) -> str:
 
     ret = summary["final_episode_return"]
     if ret["mean"] is None:
-        shown = "n/a (no episode finished)"
+        episodes = summary.get("episodes_finished", 0)
+        shown = ("n/a (no episode finished)" if not episodes else
+                 f"n/a ({episodes} episodes finished, none with a finite return)")
     elif summary["num_seeds"] > 1:
         shown = f"{ret['mean']:.2f} ± {ret['std']:.2f} over {summary['num_seeds']} seeds"
     else:
@@ -409,17 +463,47 @@ def summary_line(summary: dict[str, Any], run_dir: Path) -> str:
             f"Run: {run_dir}")
 
 
-def initial_states(plan: RunPlan, runner, ckpt, say) -> tuple[Any, int]:
-    """``(batched [S] TrainState, updates done)``: the latest checkpoint when resuming, else freshly initialised.
+class Divergence(typing.NamedTuple):
+    """The first update of a chunk where training went non-finite."""
 
-    A resumed run with no checkpoint yet (killed during its first interval) starts again from update 0, which is
-    the same start: initialisation is a pure function of the seeds.
+    index: int  # row of the chunk's metrics
+    update: int  # 1-based update number
+    message: str
+
+
+def find_divergence(metrics: dict[str, Any]) -> Divergence | None:
+    """The first row of a chunk's metrics ``{name: [n, S]}`` whose "nonfinite" count is above 0, described."""
+    import numpy as np
+
+    from purejaxppo.metrics import DIVERGENCE_METRICS
+
+    counts = np.asarray(metrics["nonfinite"])
+    rows = np.flatnonzero((counts > 0).any(axis=1))
+    if rows.size == 0:
+        return None
+    i = int(rows[0])
+    seeds = [int(s) for s in np.flatnonzero(counts[i] > 0)]
+    names = [n for n in DIVERGENCE_METRICS if not np.isfinite(np.asarray(metrics[n][i], np.float64)).all()]
+    update = int(np.asarray(metrics["update"])[i].max())
+    what = (", ".join(names) + " and " if names else "") + f"{int(counts[i].sum()):,} non-finite values in all"
+    return Divergence(i, update, f"training diverged at update {update} (seed{'s' if len(seeds) > 1 else ''} "
+                                 f"{', '.join(map(str, seeds))}): non-finite {what} (parameters, loss terms, "
+                                 "gradient norm)")
+
+
+def initial_states(plan: RunPlan, runner, ckpt, say) -> tuple[Any, int]:
+    """``(batched [S] RunState, updates done)``: the newest intact checkpoint when resuming, else freshly initialised.
+
+    A corrupt newest checkpoint is moved aside with a warning and the one before it is used. A resumed run with no
+    checkpoint yet (killed during its first interval) starts again from update 0, which is the same start:
+    initialisation is a pure function of the seeds.
     """
     from purejaxppo.checkpoint import RunLayout, abstract_state, batched_keys
 
     layout = RunLayout(plan.config, plan.num_seeds, plan.seed)
     if plan.resumed and ckpt.latest_step() is not None:
-        states, meta = ckpt.restore(abstract_state(runner.fns.init, layout), layout)
+        warn = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+        states, meta = ckpt.restore_newest_intact(abstract_state(runner.fns.init, layout), layout, warn)
         say(f"Resuming {plan.run_dir} from update {meta['update']} of {plan.config.num_updates}")
         return states, int(meta["update"])
     if plan.resumed:
@@ -427,21 +511,66 @@ def initial_states(plan: RunPlan, runner, ckpt, say) -> tuple[Any, int]:
     return runner.init(batched_keys(plan.seed, plan.num_seeds)), 0
 
 
+def finished_update(plan: RunPlan, runner, stop_after: int | None) -> int | None:
+    """For a resumed run already at its end (or past `stop_after`): the update of its newest checkpoint, which must
+    read back intact and belong to the run (otherwise None, and resuming reports or repairs it)."""
+    from purejaxppo.checkpoint import Checkpointer, CheckpointError, RunLayout, abstract_state, checkpoint_dir
+
+    if not plan.resumed or not checkpoint_dir(plan.run_dir).is_dir():
+        return None
+    end = plan.config.num_updates if stop_after is None else min(stop_after, plan.config.num_updates)
+    layout = RunLayout(plan.config, plan.num_seeds, plan.seed)
+    with Checkpointer(checkpoint_dir(plan.run_dir), read_only=True) as ckpt:
+        done = ckpt.latest_step()
+        if done is None or done < end:
+            return None
+        try:
+            ckpt.restore(abstract_state(runner.fns.init, layout), layout, done)
+        except CheckpointError:
+            return None
+    return done
+
+
 def train_command(cmd: Train) -> int:
-    """Train (or resume) a run: chunks of `checkpoint_every` updates, each followed by a metrics flush and a save."""
-    from purejaxppo.checkpoint import Checkpointer, RunLayout, checkpoint_dir
-    from purejaxppo.logs import METRICS_FILE, SUMMARY_FILE, RunLog, truncate_records, write_json
-    from purejaxppo.progress import ProgressBar, chunk_runner, progress_enabled
+    """Train (or resume) a run: chunks of `checkpoint_every` updates, each followed by a metrics flush and a save.
+
+    Everything that can be checked is checked before the run directory is created: the flags, the config, the
+    extras, the environment (built with its env_kwargs) and the directory itself.
+    """
+    from purejaxppo.progress import chunk_runner
+    from purejaxppo.runlock import RunLock
 
     _check_positive("num-seeds", cmd.num_seeds)
     _check_positive("checkpoint-every", cmd.checkpoint_every)
     _check_positive("stop-after", cmd.stop_after)
+    _check_seed(cmd.seed)
+    check_extras(cmd)
     plan = plan_resumed_run(cmd) if cmd.resume is not None else plan_new_run(cmd)
+    runner = chunk_runner(plan.config)  # builds the environment and the policy (no compile yet)
+    done = finished_update(plan, runner, cmd.stop_after)
+    if done is not None:
+        print(f"{plan.run_dir} is already at update {done} of {plan.config.num_updates}"
+              + (" (complete)" if done >= plan.config.num_updates else f" (--stop-after {cmd.stop_after})")
+              + ": nothing to do, its files are left as they are", flush=True)
+        return 0
+    if not plan.resumed:
+        create_run_dir(plan)
+    with RunLock(plan.run_dir) as lock:
+        if lock.stale_holder and plan.resumed and not cmd.quiet:
+            print(f"(a stale lock of a process that no longer runs was taken over: {lock.stale_holder})", flush=True)
+        return _train_locked(cmd, plan, runner)
+
+
+def _train_locked(cmd: Train, plan: RunPlan, runner) -> int:
+    from purejaxppo.checkpoint import Checkpointer, CheckpointError, RunLayout, checkpoint_dir
+    from purejaxppo.logs import METRICS_FILE, SUMMARY_FILE, RunLog, RunWriteError, truncate_records, write_json
+    from purejaxppo.progress import ProgressBar, progress_enabled
+
     config, run_dir = plan.config, plan.run_dir
     layout = RunLayout(config, plan.num_seeds, plan.seed)
-    runner = chunk_runner(config)
     say = (lambda *a: None) if cmd.quiet else (lambda *a: print(*a, flush=True))
-
+    resume_hint = f"continue with: purejaxppo train --resume {run_dir}"
+    diverged = None
     with Checkpointer(checkpoint_dir(run_dir)) as ckpt:
         states, start = initial_states(plan, runner, ckpt, say)
         truncate_records(run_dir / METRICS_FILE, start)  # drop metrics of updates after the checkpoint
@@ -459,24 +588,39 @@ def train_command(cmd: Train) -> int:
             while update < end:
                 n = min(plan.checkpoint_every, end - update)
                 states, metrics = runner.run(states, n, sink=bar)
+                diverged = find_divergence(metrics)
+                if diverged is not None:  # keep the metrics up to it, and no checkpoint of the non-finite state
+                    log.write({k: v[:diverged.index + 1] for k, v in metrics.items()})
+                    update = diverged.update
+                    break
                 log.write(metrics)  # metrics first: a crash before the save only repeats this chunk
                 ckpt.save(states, layout)
                 update += n
         except KeyboardInterrupt:
             bar.close()
-            print(f"interrupted after update {update}; continue with: purejaxppo train --resume {run_dir}",
-                  file=sys.stderr)
+            print(f"interrupted after update {update}; {resume_hint}", file=sys.stderr)
             return EXIT_INTERRUPTED
+        except (RunWriteError, CheckpointError) as e:
+            raise UsageError(f"{e}. Once the cause is fixed, {resume_hint}") from None
         finally:
             bar.close()
             log.close()
+        kept = ckpt.latest_step()
     wall = time.time() - t0
-    summary = summarize(plan, update, wall, (update - start) * config.batch_size * plan.num_seeds)
+    summary = summarize(plan, update, wall, (update - start) * config.batch_size * plan.num_seeds,
+                        diverged.message if diverged else None)
+    if diverged is not None:
+        summary["checkpoint"] = None if kept is None else str(checkpoint_dir(run_dir) / str(kept))
     write_json(run_dir / SUMMARY_FILE, summary)
+    if diverged is not None:
+        last = (f"the last finite checkpoint is {summary['checkpoint']} (update {kept})"
+                if kept is not None else "no checkpoint was saved before it")
+        print(f"error: {diverged.message}; {last}. A smaller --learning-rate or --max-grad-norm usually helps",
+              file=sys.stderr, flush=True)
+        return EXIT_DIVERGED
     print(summary_line(summary, run_dir), flush=True)
     if not summary["complete"]:
-        print(f"stopped at update {update} of {config.num_updates}; continue with: purejaxppo train --resume "
-              f"{run_dir}", flush=True)
+        print(f"stopped at update {update} of {config.num_updates}; {resume_hint}", flush=True)
     return 0
 
 
@@ -539,8 +683,10 @@ _DISPATCH = {Train: train_command, Eval: eval_command, Plot: plot_command, ListE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 2 bad input or unusable checkpoint, 130 interrupted)."""
+    """Run the command line; returns the exit status: 0 ok, 2 bad input, an unusable checkpoint or a file-system
+    fault, 3 training diverged (non-finite values), 130 interrupted."""
     from purejaxppo.checkpoint import CheckpointError
+    from purejaxppo.logs import RunWriteError
 
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = os.environ.get("PUREJAXPPO_DEBUG", "") not in ("", "0")
@@ -552,10 +698,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `purejaxppo ... | head`: the reader left; exit quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (ValueError, CheckpointError) as e:
+    except (ValueError, CheckpointError, RunWriteError) as e:
         if debug:
             raise
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:  # a file-system fault not caught closer to its cause
+        if debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -16,6 +16,7 @@ A run killed mid-write leaves at most one partial last line in metrics.jsonl; `r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -30,7 +31,7 @@ SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.json"
 RUN_FILE = "run.json"
 LEADING_KEYS = ("update", "seed", "env_steps", "episode_return")
-INT_METRICS = ("update", "env_steps", "episodes_finished")
+INT_METRICS = ("update", "env_steps", "episodes_finished", "nonfinite")
 
 
 # ------------------------------------------------------------------------------------------------------ JSON helpers
@@ -83,13 +84,28 @@ def metric_records(metrics: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
     return records
 
 
+class RunWriteError(RuntimeError):
+    """A run file could not be written (disk full, read-only file system, ...); the file is as it was before."""
+
+
 def append_records(path: str | Path, records: Iterable[Mapping[str, Any]]) -> None:
-    """Append records as JSON lines and fsync, so a crash after this call loses none of them."""
-    lines = "".join(json.dumps(r, allow_nan=False) + "\n" for r in records)
-    with open(path, "a") as f:
-        f.write(lines)
-        f.flush()
-        os.fsync(f.fileno())
+    """Append records as JSON lines and fsync, so a crash after this call loses none of them.
+
+    All or nothing: if the write fails part-way (a full disk), the file is cut back to its previous length and a
+    `RunWriteError` names the file and the cause.
+    """
+    path = Path(path)
+    lines = "".join(json.dumps(r, allow_nan=False) + "\n" for r in records).encode()
+    size = path.stat().st_size if path.exists() else 0
+    try:
+        with open(path, "ab") as f:
+            f.write(lines)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.truncate(path, size)
+        raise RunWriteError(f"writing {path} failed ({e.strerror or e}); the file is left as it was before") from None
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:

@@ -13,8 +13,10 @@ from purejaxppo.optim import UpdateInfo, learning_rate_at
 METRIC_NAMES = (
     "episode_return", "episode_length", "episodes_finished",
     "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction",
-    "explained_variance", "grad_norm", "learning_rate", "env_steps",
+    "explained_variance", "grad_norm", "learning_rate", "env_steps", "nonfinite",
 )  # plus "eval_return" when eval_every > 0
+# The metrics whose non-finite value means that training diverged (with "nonfinite" > 0).
+DIVERGENCE_METRICS = ("policy_loss", "value_loss", "entropy", "approx_kl", "grad_norm")
 
 
 def _psum(x, axis_name):
@@ -44,6 +46,12 @@ def explained_variance(values: jax.Array, targets: jax.Array, axis_name=None) ->
     return jnp.where(var_targets > 0, 1.0 - residual_var / jnp.where(var_targets > 0, var_targets, 1.0), jnp.nan)
 
 
+def count_nonfinite(tree) -> jax.Array:
+    """The number of NaN or infinite elements over every leaf of `tree` (int32 [])."""
+    counts = [jnp.sum(~jnp.isfinite(x)).astype(jnp.int32) for x in jax.tree.leaves(tree)]
+    return sum(counts, jnp.zeros((), jnp.int32))
+
+
 def episode_metrics(transition, axis_name=None) -> dict[str, jax.Array]:
     """Means over the episodes that finished during the rollout (NaN when none did) and their count."""
     done = transition.terminated | transition.truncated
@@ -55,8 +63,14 @@ def episode_metrics(transition, axis_name=None) -> dict[str, jax.Array]:
 
 
 def update_metrics(hp, update: jax.Array, transition, info: UpdateInfo, values: jax.Array, targets: jax.Array,
-                   axis_name=None) -> dict[str, jax.Array]:
-    """The metrics of update `update` (0-based): episode statistics, averaged loss terms and diagnostics."""
+                   params, axis_name=None) -> dict[str, jax.Array]:
+    """The metrics of update `update` (0-based): episode statistics, averaged loss terms and diagnostics.
+
+    "nonfinite" counts the NaN or infinite values among the parameters after the update, the averaged loss terms and
+    the gradient norm: 0 in a healthy run, and the first update where it is not is where training diverged (the
+    command line stops there). The parameters are the same on every device, so it is not summed over `axis_name`.
+    """
+    diagnostics = [getattr(info.loss, n) for n in DIVERGENCE_METRICS if n != "grad_norm"] + [info.grad_norm]
     return {
         **episode_metrics(transition, axis_name),
         **info.loss._asdict(),
@@ -64,4 +78,5 @@ def update_metrics(hp, update: jax.Array, transition, info: UpdateInfo, values: 
         "grad_norm": info.grad_norm,
         "learning_rate": learning_rate_at(hp.learning_rate, hp.anneal_lr, update, hp.num_updates),
         "env_steps": (update + 1) * hp.batch_size * _psum(1, axis_name),
+        "nonfinite": count_nonfinite(params) + count_nonfinite(diagnostics),
     }

@@ -8,6 +8,7 @@ Updates where a seed finished no episode (NaN) are skipped for that seed. Severa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Sequence
@@ -131,8 +132,14 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = "ep
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120, format="png")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=120, format="png")
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            if out.exists() and out.stat().st_size == 0:
+                out.unlink()  # no empty PNG left behind
+        raise ValueError(f"cannot write the plot to {out}: {e.strerror or e}") from None
     return out
 
 

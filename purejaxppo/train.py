@@ -170,7 +170,7 @@ def update(setup: Setup, state: RunState, hp: PPOConfig) -> tuple[RunState, dict
                                     streams.stream(state.key, streams.SHUFFLE, u), hp)
     new_state = state.replace(params=params, opt_state=opt_state, rollout=rollout, obs_stats=obs_stats,
                               reward_state=reward_state, updates_done=u + 1)
-    metrics = update_metrics(hp, u, transition, info, batch.value, batch.target, axis)
+    metrics = update_metrics(hp, u, transition, info, batch.value, batch.target, params, axis)
     if hp.eval_every > 0:
         metrics["eval_return"] = eval_return(setup, new_state, hp)
     return new_state, metrics

@@ -103,6 +103,7 @@ def test_corrupt_and_truncated_checkpoints_are_refused(reference, tmp_path, caps
         copy = tmp_path / name
         shutil.copytree(reference, copy)
         (copy / "summary.json").unlink()
+        shutil.rmtree(copy / "checkpoints" / "15")  # no intact older checkpoint to fall back to (tests/test_faults.py)
         return copy
 
     # Flipped bytes in the largest array file.
