@@ -155,8 +155,22 @@ def make_brax_env(name: str, episode_length: int = DEFAULT_EPISODE_LENGTH, **kwa
     Raises:
       ValueError: brax is not installed, or `name` is not a Brax environment (the registered names are listed).
     """
+    brax_envs = brax_envs_module(name)
+    # Concrete arrays even when called inside a trace (`evaluate` under `jax.jit` builds its environment there):
+    # Brax computes the system's constants with jnp, and the adapter reads the control range with NumPy.
+    with jax.ensure_compile_time_eval():
+        env = BraxGymnaxEnv(brax_envs.get_environment(name, **kwargs), name, episode_length)
+    return env, env.default_params
+
+
+def brax_envs_module(name: str):
+    """``brax.envs``, after checking that brax is installed and that `name` is one of its environments.
+
+    Raises:
+      ValueError: brax is not installed, or `name` is not a Brax environment (the registered names are listed).
+    """
     try:
-        from brax import envs as brax_envs
+        from brax import envs as brax_envs  # the optional extra: imported only when a brax environment is asked for
     except ImportError as error:
         raise ValueError(
             f"env 'brax:{name}' needs the brax extra: pip install 'purejaxppo[brax]' ({error})"
@@ -164,8 +178,4 @@ def make_brax_env(name: str, episode_length: int = DEFAULT_EPISODE_LENGTH, **kwa
     registered = sorted(getattr(brax_envs, "_envs", {}))
     if registered and name not in registered:
         raise ValueError(f"'{name}' is not a Brax environment; registered: {', '.join(registered)}")
-    # Concrete arrays even when called inside a trace (`evaluate` under `jax.jit` builds its environment there):
-    # Brax computes the system's constants with jnp, and the adapter reads the control range with NumPy.
-    with jax.ensure_compile_time_eval():
-        env = BraxGymnaxEnv(brax_envs.get_environment(name, **kwargs), name, episode_length)
-    return env, env.default_params
+    return brax_envs

@@ -12,7 +12,8 @@ tree under `jit`/`vmap` bypasses it, so tracers and `in_axes` placeholders never
 
 The budget: training runs ``num_updates = total_timesteps // (num_envs * num_steps)`` updates, so the steps trained,
 ``timesteps_trained``, are `total_timesteps` rounded *down* to a multiple of the batch size (the default 500_000 runs 976
-updates = 499_712 steps). Both are properties of the config and are printed by the command line.
+updates = 499_712 steps). Both are properties of the config and are printed by the command line. The run counts steps
+per seed in int32, so `total_timesteps` is at most ``MAX_TOTAL_TIMESTEPS = 2**31 - 1``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import jax
 
-from purejaxppo.envs import check_env_name
+from purejaxppo.envs import check_env_kwargs, check_env_name
 
 # Names of the fields that are float hyperparameters (pytree leaves). Everything else is static metadata.
 HYPERPARAMETERS: tuple[str, ...] = (
@@ -44,6 +45,10 @@ NETWORKS = ("mlp", "cnn", "gru")
 ACTIVATIONS = ("tanh", "relu", "gelu", "silu")
 POLICY_OBJECTIVES = ("ppo", "spo")
 
+# The run counts updates, environment steps and Adam's steps per seed in int32 (`RunState.updates_done`, the
+# "env_steps" metric, optax's step count that drives the learning-rate schedule), so none may pass 2**31 - 1.
+MAX_TOTAL_TIMESTEPS = 2**31 - 1
+
 
 @dataclasses.dataclass(frozen=True)
 class PPOConfig:
@@ -51,10 +56,13 @@ class PPOConfig:
 
     Attributes (static unless marked *leaf*):
       env_name: a gymnax environment id (`gymnax.registered_envs`), or ``"brax:<name>"`` with the brax extra.
-      env_kwargs: keyword arguments for the environment's constructor (stored as a sorted tuple of pairs).
+      env_kwargs: keyword arguments for the environment's constructor (stored as a sorted tuple of pairs). The keys
+        are checked against the constructor's signature here (gymnax environments); the values when it is built.
       num_envs: environments stepped in parallel, N.
       num_steps: steps per environment per update (rollout length), T.
-      total_timesteps: the budget in environment steps; rounded down to a multiple of N*T (see module docstring).
+      total_timesteps: the budget in environment steps per seed; rounded down to a multiple of N*T (see module
+        docstring). At most `MAX_TOTAL_TIMESTEPS` = 2**31 - 1, since the run counts steps in int32; the optimiser's
+        steps, num_updates * update_epochs * num_minibatches, must stay within that bound too.
       update_epochs: passes over each rollout batch.
       num_minibatches: minibatches per epoch; N*T (or N for the GRU) must divide by it.
       learning_rate: *leaf*, Adam's step size (its start value when annealed).
@@ -297,10 +305,27 @@ def _check_bool(config: PPOConfig, name: str) -> None:
         raise ValueError(f"PPOConfig.{name} must be True or False, got {value!r}")
 
 
+def _check_int32_budget(config: PPOConfig) -> None:
+    """The run's int32 counters must not overflow: environment steps and Adam's steps per seed <= 2**31 - 1."""
+    if config.total_timesteps > MAX_TOTAL_TIMESTEPS:
+        raise ValueError(
+            f"PPOConfig.total_timesteps must be <= 2**31 - 1 = {MAX_TOTAL_TIMESTEPS} per seed (the run counts "
+            f"environment steps in int32), got {config.total_timesteps}"
+        )
+    optimizer_steps = config.num_updates * config.update_epochs * config.num_minibatches
+    if optimizer_steps > MAX_TOTAL_TIMESTEPS:
+        raise ValueError(
+            f"PPOConfig.total_timesteps={config.total_timesteps} gives num_updates * update_epochs * num_minibatches "
+            f"= {optimizer_steps} Adam steps, more than the 2**31 - 1 = {MAX_TOTAL_TIMESTEPS} its int32 step count "
+            "(which drives the learning-rate schedule) holds: lower total_timesteps or raise num_envs * num_steps"
+        )
+
+
 def _validate(config: PPOConfig) -> None:
     if not isinstance(config.env_name, str):
         raise ValueError(f"PPOConfig.env_name must be a string, got {config.env_name!r}")
     check_env_name(config.env_name)
+    check_env_kwargs(config.env_name, config.env_kwargs)
     for name in ("num_envs", "num_steps", "update_epochs", "num_minibatches", "eval_episodes", "gru_hidden_size"):
         _check_int(config, name, 1)
     _check_int(config, "eval_every", 0)
@@ -310,6 +335,7 @@ def _validate(config: PPOConfig) -> None:
             f"PPOConfig.total_timesteps must be >= num_envs * num_steps = {config.batch_size} (one update), "
             f"got {config.total_timesteps}"
         )
+    _check_int32_budget(config)
     if config.network == "gru":
         if config.num_envs % config.num_minibatches:
             raise ValueError(

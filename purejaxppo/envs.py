@@ -21,7 +21,10 @@ Observation and reward *normalisation* are not wrappers: their statistics live i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import functools
+import inspect
+from collections.abc import Iterable, Iterator, Mapping
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -32,7 +35,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import spaces
 
-from purejaxppo.brax_env import make_brax_env
+from purejaxppo.brax_env import brax_envs_module, make_brax_env
 
 BRAX_PREFIX = "brax:"
 # Registered in gymnax but unusable offline: it downloads MNIST on construction.
@@ -54,6 +57,86 @@ def check_env_name(env_name: str) -> None:
             f"PPOConfig.env_name {env_name!r} is not a registered gymnax environment. "
             f"Registered: {', '.join(names)} (or 'brax:<name>' with the brax extra)."
         )
+
+
+# ------------------------------------------------------------------------------------------------------ env_kwargs
+@functools.lru_cache(maxsize=None)
+def env_kwarg_names(env_name: str) -> tuple[str, ...] | None:
+    """The keyword arguments the constructor of `env_name` accepts, or None when any are (or they cannot be known).
+
+    A gymnax id is looked up in gymnax's registry and its factory (the environment class) inspected, so nothing is
+    built; should that private registry be gone, the default environment is built once (cached per name). Brax
+    environments (``brax:<name>``) are not inspected: their classes are only reachable by importing brax, and their
+    constructors take ``**kwargs`` anyway, so a bad key surfaces when the environment is built (see `make_env`).
+    """
+    if env_name.startswith(BRAX_PREFIX):
+        return None
+    factory = getattr(getattr(gymnax, "registration", None), "_registry", {}).get(env_name)
+    if factory is None:
+        if env_name in NEEDS_NETWORK or env_name not in registered_env_names():
+            return None
+        factory = type(gymnax.make(env_name)[0])
+    return _keyword_names(factory)
+
+
+def _keyword_names(factory) -> tuple[str, ...] | None:
+    """Names `factory` takes as keywords (a class: its ``__init__``'s); None if it takes ``**kwargs`` or is opaque."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    keyword_kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(p.name for p in parameters if p.kind in keyword_kinds)
+
+
+def check_env_kwargs(env_name: str, env_kwargs: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
+    """Raise a ValueError naming the keys of `env_kwargs` that the constructor of `env_name` does not accept.
+
+    `env_kwargs` is a mapping or a sequence of ``(key, value)`` pairs (as `PPOConfig` stores it). Only the keys are
+    checked here; their values are tried when the environment is built (`make_env`).
+    """
+    keys = [str(key) for key in dict(env_kwargs)]
+    if not keys:
+        return
+    allowed = env_kwarg_names(env_name)
+    if allowed is None:
+        return
+    unknown = sorted(set(keys) - set(allowed))
+    if unknown:
+        takes = f"it takes {list(allowed)}" if allowed else "it takes none"
+        raise ValueError(f"PPOConfig.env_kwargs has unknown key(s) {unknown} for {env_name}; {takes}")
+
+
+def short_error(error: BaseException, limit: int = 200) -> str:
+    """``"Type: first line of the message"``, cut to about `limit` characters: an error of a library in one line."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    text = lines[0].strip() if lines else ""
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+@contextlib.contextmanager
+def _blame_env_kwargs(env_name: str, env_kwargs: Mapping[str, Any], stage: str) -> Iterator[None]:
+    """Turn any failure inside the block into a ValueError naming `env_kwargs`, when there are any.
+
+    Without env_kwargs the environment is a registered default (or the user's own object), so its errors surface
+    unchanged; with them, a failure while building or first stepping it is most likely theirs.
+    """
+    if not env_kwargs:
+        yield
+        return
+    try:
+        yield
+    except Exception as error:
+        # check_step_api wraps the environment's own error in a ValueError: report the original.
+        cause = error.__cause__ if isinstance(error, ValueError) and error.__cause__ is not None else error
+        raise ValueError(
+            f"PPOConfig.env_kwargs {dict(env_kwargs)!r} (key(s) {sorted(env_kwargs)}) do not give a working "
+            f"{env_name}: {stage} failed with {short_error(cause)}"
+        ) from error
 
 
 class EnvSpec(NamedTuple):
@@ -248,13 +331,22 @@ class Env(NamedTuple):
 
 
 # ------------------------------------------------------------------------------------------------------- factories
+def check_buildable(env_name: str) -> None:
+    """Raise a ValueError if `env_name` cannot be built whatever its env_kwargs: an unknown name, an environment that
+    needs the network, brax not installed."""
+    check_env_name(env_name)
+    if env_name.startswith(BRAX_PREFIX):
+        brax_envs_module(env_name[len(BRAX_PREFIX):])
+    elif env_name in NEEDS_NETWORK:
+        raise ValueError(f"{env_name} downloads its data set when built and cannot be used offline")
+
+
 def make_base_env(env_name: str, env_kwargs: Mapping[str, Any] | None = None) -> tuple[Any, Any]:
     """The unwrapped environment `env_name` names, built with `env_kwargs`, and its default params."""
     kwargs = dict(env_kwargs or {})
+    check_buildable(env_name)
     if env_name.startswith(BRAX_PREFIX):
         return make_brax_env(env_name[len(BRAX_PREFIX):], **kwargs)
-    if env_name in NEEDS_NETWORK:
-        raise ValueError(f"{env_name} downloads its data set when built and cannot be used offline")
     return gymnax.make(env_name, **kwargs)
 
 
@@ -269,12 +361,38 @@ def make_env(env_name: str = "", env_kwargs: Mapping[str, Any] | None = None, en
 
     Returns:
       An `Env`.
+
+    Raises:
+      ValueError: an unknown name or env_kwargs key; with env_kwargs, any failure to build the environment or to trace
+        its first reset and step (one line naming env_kwargs and the environment's own error).
     """
+    kwargs: dict[str, Any] = {}
     if env is None:
-        env, default_params = make_base_env(env_name, env_kwargs)
+        kwargs = dict(env_kwargs or {})
+        check_buildable(env_name)
+        check_env_kwargs(env_name, kwargs)
+        with _blame_env_kwargs(env_name, kwargs, "building it"):
+            env, default_params = make_base_env(env_name, kwargs)
         env_params = default_params if env_params is None else env_params
     elif env_params is None:
         env_params = env.default_params
+    with _blame_env_kwargs(env_name, kwargs, "its first reset and step"):
+        wrapped, spec = _wrap_and_describe(env, env_params, trial_step=bool(kwargs))
+    return Env(wrapped, env_params, spec)
+
+
+def check_env_config(env_name: str, env_kwargs: Mapping[str, Any] | None = None) -> EnvSpec:
+    """Build `env_name` with `env_kwargs` and trace its first reset and step (abstractly); return its `EnvSpec`.
+
+    For the command line, before it creates a run directory: a bad name, an unknown key or a value the environment
+    cannot work with raises the same one-line ValueError as `make_env`.
+    """
+    return make_env(env_name, env_kwargs).spec
+
+
+def _wrap_and_describe(env, env_params, trial_step: bool) -> tuple[Any, EnvSpec]:
+    """The wrapper stack around `env` and its `EnvSpec`, from abstract traces of reset (and of one step when
+    `trial_step`); nothing runs."""
     action_space = env.action_space(env_params)
     if isinstance(action_space, spaces.Discrete):
         discrete, num_actions, low, high = True, int(action_space.n), None, None
@@ -293,7 +411,12 @@ def make_env(env_name: str = "", env_kwargs: Mapping[str, Any] | None = None, en
     if not discrete:
         wrapped = ClipAction(wrapped, low, high)
     wrapped = EpisodeStatistics(wrapped)
-    obs, _ = jax.eval_shape(wrapped.reset, jax.random.key(0), env_params)
+    key = jax.random.key(0)
+    obs, state = jax.eval_shape(wrapped.reset, key, env_params)
+    if trial_step:
+        jax.eval_shape(wrapped.step, key, state, jax.eval_shape(action_space.sample, key), env_params)
+    if 0 in obs.shape:
+        raise ValueError(f"the environment's observations have shape {tuple(obs.shape)}, with no elements")
     max_steps = int(getattr(env_params, "max_steps_in_episode", 1000))
     spec = EnvSpec(tuple(obs.shape), discrete, num_actions, low, high, has_mask, max_steps)
-    return Env(wrapped, env_params, spec)
+    return wrapped, spec

@@ -77,6 +77,14 @@ def update_metrics(hp, update: jax.Array, transition, info: UpdateInfo, values: 
         "explained_variance": explained_variance(values, targets, axis_name),
         "grad_norm": info.grad_norm,
         "learning_rate": learning_rate_at(hp.learning_rate, hp.anneal_lr, update, hp.num_updates),
-        "env_steps": (update + 1) * hp.batch_size * _psum(1, axis_name),
+        "env_steps": env_steps_done(update, hp, axis_name),
         "nonfinite": count_nonfinite(params) + count_nonfinite(diagnostics),
     }
+
+
+def env_steps_done(update: jax.Array, hp, axis_name=None) -> jax.Array:
+    """Environment steps taken (over all devices of `axis_name`) once update `update` (0-based) is done, in int32.
+
+    Exact for every update: `PPOConfig` keeps ``num_updates * batch_size <= total_timesteps <= 2**31 - 1``.
+    """
+    return (update + 1) * hp.batch_size * _psum(1, axis_name)

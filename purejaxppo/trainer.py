@@ -55,8 +55,10 @@ The model runs functionally: its parameters (the optimiser's `wrt` filter, norma
 other state is read but changes made during the update (batch-norm statistics, RNG counters) are discarded.
 
 **Checks** run on the host (the arrays are read into NumPy) before anything is traced: missing or unknown keys,
-wrong shapes, mismatched lengths, non-finite floats, non-boolean done flags, out-of-range discrete actions and actions
-the mask forbids raise a `ValueError` naming the key and the expected shape. Nothing is broadcast.
+wrong shapes, mismatched lengths, non-finite floats, non-boolean done flags, out-of-range discrete actions, actions
+the mask forbids and log-probabilities of discrete actions above 0 raise a `ValueError` naming the key and the expected
+shape. Nothing is broadcast. A model that fails on the observations (e.g. a width its first layer does not take) raises
+a `ValueError` naming `observations`, their shape and the model's error.
 
 **Config**: the trainer reads `gamma`, `gae_lambda`, `clip_param`, `vf_coeff`, `entropy_coeff`, `max_grad_norm`,
 `normalize_advantages`, `clip_value_loss`, `policy_objective`, `update_epochs` and `num_minibatches` (which must
@@ -86,11 +88,14 @@ from purejaxppo import streams
 from purejaxppo.batch import Batch, fit, to_samples
 from purejaxppo.compiler import jit
 from purejaxppo.config import PPOConfig
+from purejaxppo.envs import short_error
 from purejaxppo.gae import gae_advantages
 from purejaxppo.metrics import explained_variance
 from purejaxppo.networks import masked_logits
 from purejaxppo.policies import Policy, feedforward_policy
 
+# A log-probability of a discrete action is <= 0; values up to this much above 0 are accepted as float rounding.
+LOG_PROB_TOLERANCE = 1e-6
 REQUIRED_KEYS = ("observations", "actions", "rewards", "values", "log_probs", "dones")
 OPTIONAL_KEYS = ("truncated", "next_values", "final_values", "last_values", "action_mask")
 METRIC_NAMES = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm",
@@ -160,6 +165,16 @@ def _flags(key: str, x: np.ndarray) -> np.ndarray:
     return x.astype(bool)
 
 
+def _check_discrete_log_probs(log_probs: np.ndarray) -> None:
+    """Log-probabilities of discrete actions are probabilities' logs: <= 0 (up to `LOG_PROB_TOLERANCE`)."""
+    above = log_probs > LOG_PROB_TOLERANCE
+    if above.any():
+        raise ValueError(
+            f"trajectory['log_probs'] has {int(above.sum())} value(s) above 0 (largest {float(log_probs.max()):g}), "
+            "but the log-probability of a discrete action is <= 0 (pass log pi_old(action | obs), not logits)"
+        )
+
+
 def as_trajectory(batch: Mapping[str, Any]) -> Trajectory:
     """Validate a user trajectory (see the module docstring) and return it as a `Trajectory` ``[T, N, ...]``.
 
@@ -210,6 +225,7 @@ def as_trajectory(batch: Mapping[str, Any]) -> Trajectory:
     if np.issubdtype(actions.dtype, np.integer):
         _check_shape("actions", actions, leading, leading)
         actions = actions.astype(np.int32)
+        _check_discrete_log_probs(log_probs)
     elif np.issubdtype(actions.dtype, np.floating):
         if actions.shape[: len(leading)] != leading or actions.ndim != len(leading) + 1:
             raise ValueError(
@@ -357,6 +373,43 @@ def check_model_output(output, trajectory: Trajectory, batch_size: int) -> Model
     return ModelOutput(True, num_actions, ())
 
 
+def first_linear(node, path: str = "", seen: set[int] | None = None) -> tuple[str, int] | None:
+    """``(attribute path, in_features)`` of the first `nnx.Linear` that `node` defines, depth first in the order its
+    attributes were set (as written in ``__init__``), or None. A hint only: it need not be the layer the
+    observations reach first."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:  # a shared or cyclic reference in the module graph
+        return None
+    seen.add(id(node))
+    if isinstance(node, nnx.Linear):
+        return path, int(node.in_features)
+    if isinstance(node, nnx.Module):
+        children = vars(node).items()
+    elif isinstance(node, Mapping):
+        children = node.items()
+    elif isinstance(node, (list, tuple)):
+        children = enumerate(node)
+    else:
+        return None
+    for name, child in children:
+        found = first_linear(child, f"{path}.{name}" if path else str(name), seen)
+        if found is not None:
+            return found
+    return None
+
+
+def observations_error(model, obs_shape: tuple[int, ...], trajectory: Trajectory, error: Exception) -> ValueError:
+    """A one-line ValueError for a model that fails on the trajectory's observations ``[B, *obs_shape]``: the shape,
+    the model's error in short and, for an nnx model with a Linear, what that Linear expects."""
+    shape = (trajectory.rewards.shape[0] * trajectory.rewards.shape[1], *obs_shape)
+    hint = ""
+    linear = first_linear(model) if model is not None else None
+    if linear is not None and obs_shape and obs_shape[-1] != linear[1]:
+        hint = f"; the first nnx.Linear it defines ('{linear[0]}') takes in_features={linear[1]}, not {obs_shape[-1]}"
+    return ValueError(f"trajectory['observations'] has shape [B, *obs_shape] = {shape} but the model failed on it "
+                      f"({short_error(error)}){hint}")
+
+
 # --------------------------------------------------------------------------------------------------- the trainer
 class PPOTrainer:
     """PPO updates on user-collected trajectories for a Flax NNX model and its `nnx.Optimizer` (or, through
@@ -439,10 +492,19 @@ class PPOTrainer:
             probe = obs.reshape((-1, *obs.shape[2:]))[:2]
             apply = self._apply(graphdef)
 
+            failures: list[Exception] = []
+
             def check(params, extra, obs):  # runs once, abstractly: shapes are static while tracing
-                self._outputs[cache_key] = check_model_output(apply(params, extra, obs), trajectory, obs.shape[0])
+                try:
+                    output = apply(params, extra, obs)
+                except Exception as error:  # the model's own failure on these observations: reported below
+                    failures.append(error)
+                    return
+                self._outputs[cache_key] = check_model_output(output, trajectory, obs.shape[0])
 
             jax.eval_shape(check, params, extra, probe)
+            if failures:  # raised outside the trace, so the message stays one line
+                raise observations_error(self.model, probe.shape[1:], trajectory, failures[0]) from failures[0]
         return self._outputs[cache_key]
 
     def _write_back(self, params, opt_state) -> None:

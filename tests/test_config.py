@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import pytest
 
 from purejaxppo import PPOConfig
-from purejaxppo.config import HYPERPARAMETERS
+from purejaxppo.config import HYPERPARAMETERS, MAX_TOTAL_TIMESTEPS
+from purejaxppo.metrics import env_steps_done
 
 
 def test_defaults_are_the_ones_ppo_users_know():
@@ -38,6 +39,8 @@ def test_budget_rounding_is_stated():
         ("num_steps", 2.5, "num_steps must be an integer >= 1"),
         ("num_minibatches", 3, r"num_minibatches must divide num_envs \* num_steps = 512"),
         ("total_timesteps", 100, "total_timesteps must be >= num_envs \\* num_steps = 512"),
+        ("total_timesteps", 1e13, r"total_timesteps must be <= 2\*\*31 - 1 = 2147483647 per seed"),
+        ("total_timesteps", 2**31, r"total_timesteps must be <= 2\*\*31 - 1 = 2147483647 per seed"),
         ("network", "transformer", r"network must be one of \['mlp', 'cnn', 'gru'\]"),
         ("activation", "sigmoid", "activation must be one of"),
         ("policy_objective", "trpo", r"policy_objective must be one of \['ppo', 'spo'\]"),
@@ -63,11 +66,11 @@ def test_unknown_field_in_replace_is_named():
 
 
 def test_frozen_and_does_not_mutate_the_callers_input():
-    kwargs = {"b": 1, "a": [2]}
+    kwargs = {"map_name": None, "desc": ["SF", "HG"]}
     sizes = [32, 32]
-    c = PPOConfig(env_kwargs=kwargs, hidden_sizes=sizes)
-    assert kwargs == {"b": 1, "a": [2]} and sizes == [32, 32]
-    assert c.env_kwargs == (("a", [2]), ("b", 1)) and c.hidden_sizes == (32, 32)
+    c = PPOConfig(env_name="FrozenLake-misc", env_kwargs=kwargs, hidden_sizes=sizes)
+    assert kwargs == {"map_name": None, "desc": ["SF", "HG"]} and sizes == [32, 32]
+    assert c.env_kwargs == (("desc", ["SF", "HG"]), ("map_name", None)) and c.hidden_sizes == (32, 32)
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.learning_rate = 1.0
     d = c.replace(learning_rate=1e-3)
@@ -87,5 +90,31 @@ def test_float_hyperparameters_are_leaves_and_sizes_are_static():
 
 
 def test_round_trip_through_a_dict():
-    c = PPOConfig(env_kwargs={"a": 1}, hidden_sizes=(8, 8), learning_rate=1e-3)
+    c = PPOConfig(env_name="Catch-bsuite", env_kwargs={"rows": 8}, hidden_sizes=(8, 8), learning_rate=1e-3)
     assert PPOConfig.from_dict(c.to_dict()) == c
+
+
+def test_total_timesteps_up_to_the_int32_limit_is_accepted():
+    assert MAX_TOTAL_TIMESTEPS == 2**31 - 1
+    c = PPOConfig(total_timesteps=MAX_TOTAL_TIMESTEPS)
+    assert c.num_updates == (2**31 - 1) // 512 == 4_194_303 and c.timesteps_trained == 2_147_483_136
+
+
+def test_adam_steps_past_the_int32_limit_are_refused():
+    """One step per update is 2**31 - 1 updates: two epochs would count 2**32 - 2 Adam steps in int32."""
+    small = dict(num_envs=1, num_steps=1, num_minibatches=1, total_timesteps=MAX_TOTAL_TIMESTEPS)
+    assert PPOConfig(**small, update_epochs=1).num_updates == 2**31 - 1
+    with pytest.raises(ValueError, match=r"num_updates \* update_epochs \* num_minibatches = 4294967294 Adam steps, "
+                                         r"more than the 2\*\*31 - 1 = 2147483647"):
+        PPOConfig(**small, update_epochs=2)
+
+
+@pytest.mark.parametrize("batch", [(1, 1), (4, 128)])
+def test_env_steps_metric_is_exact_at_the_limit(batch):
+    """The "env_steps" metric of the last update is timesteps_trained exactly, in int32 (no wrap-around)."""
+    num_envs, num_steps = batch
+    c = PPOConfig(num_envs=num_envs, num_steps=num_steps, num_minibatches=1, update_epochs=1,
+                  total_timesteps=MAX_TOTAL_TIMESTEPS)
+    last = jax.jit(env_steps_done)(jnp.asarray(c.num_updates - 1, jnp.int32), c)
+    assert last.dtype == jnp.int32 and int(last) == c.timesteps_trained
+    assert c.timesteps_trained == (2**31 - 1 if batch == (1, 1) else 2_147_483_136)

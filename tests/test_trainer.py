@@ -12,6 +12,7 @@ import pytest
 from flax import nnx
 
 from purejaxppo import PPOConfig, PPOTrainer
+from purejaxppo.trainer import as_trajectory
 
 OBS_DIM, NUM_ACTIONS = 5, 3
 TRACES: list[int] = []  # one entry per trace of TinyActorCritic.__call__
@@ -146,8 +147,9 @@ def masked_batch(rng: np.random.Generator, model, T: int = 6, N: int = 2) -> dic
     log_probs_all = numpy_masked_log_softmax(np.asarray(model(batch["observations"].reshape(T * N, -1))[0]),
                                              mask.reshape(T * N, -1))
     taken = log_probs_all[np.arange(T * N), actions.reshape(-1)].reshape(T, N)
+    # Perturbed, but still log-probabilities (<= 0): a step with one legal action has taken = 0.
     return {**batch, "actions": actions, "action_mask": mask,
-            "log_probs": (taken + 0.3 * rng.normal(size=(T, N))).astype(np.float32)}
+            "log_probs": np.minimum(taken + 0.3 * rng.normal(size=(T, N)), 0.0).astype(np.float32)}
 
 
 @pytest.mark.timeout(120)
@@ -275,6 +277,13 @@ def _bad_cases(T=6, N=2):
                                  r"takes action 0 at step \(0, 0\), which 'action_mask' marks illegal"),
         "mask width": (lambda b: b.update(action_mask=np.ones((T, N, NUM_ACTIONS + 1), bool)),
                        r"'action_mask'\] has 4 actions on its last axis, the model gives 3"),
+        "log_probs above 0": (lambda b: b["log_probs"].__setitem__((0, 1), 0.5),
+                              r"'log_probs'\] has 1 value\(s\) above 0 \(largest 0.5\), but the log-probability of a "
+                              r"discrete action is <= 0"),
+        "observation width": (lambda b: b.update(observations=b["observations"][..., :OBS_DIM - 1]),
+                              r"trajectory\['observations'\] has shape \[B, \*obs_shape\] = \(12, 4\) but the model "
+                              r"failed on it \(TypeError: dot_general.*\); the first nnx.Linear it defines \('torso'\) "
+                              r"takes in_features=5, not 4$"),
     }
 
 
@@ -299,6 +308,33 @@ def test_bad_input_raises(checked_trainer, case):
         trainer.train_step(batch)
     after = jax.tree.map(np.asarray, nnx.state(model, nnx.Param))
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)))
+
+
+def test_log_probs_of_discrete_actions_allow_rounding_only():
+    """0 and float rounding above it (1e-7 <= LOG_PROB_TOLERANCE) are log-probabilities; continuous actions' log
+    densities may be positive (a narrow Gaussian's is)."""
+    good = synthetic_batch(np.random.default_rng(13), T=4, N=1)
+    log_probs = np.array([[0.0], [1e-7], [-1.0], [-2.0]], np.float32)
+    trajectory = as_trajectory({**good, "log_probs": log_probs})
+    np.testing.assert_array_equal(trajectory.log_probs, log_probs)
+    with pytest.raises(ValueError, match=r"'log_probs'\] has 2 value\(s\) above 0 \(largest 3\)"):
+        as_trajectory({**good, "log_probs": np.array([[3.0], [1e-5], [-1.0], [0.0]], np.float32)})
+    continuous = {**good, "actions": np.zeros((4, 1, 2), np.float32), "log_probs": np.full((4, 1), 2.5, np.float32)}
+    assert float(as_trajectory(continuous).log_probs.max()) == 2.5
+
+
+@pytest.mark.timeout(60)
+def test_from_apply_model_failing_on_observations_names_them():
+    """A functional model gives no layer to read the expected width from: the shape and the model's error are named."""
+    module = LinenActorCritic(num_actions=NUM_ACTIONS)
+    params = module.init(jax.random.key(0), np.zeros((1, OBS_DIM), np.float32))
+    trainer = PPOTrainer.from_apply(module.apply, params, optax.adam(1e-3), PPOConfig(num_minibatches=2))
+    batch = synthetic_batch(np.random.default_rng(14))
+    batch["observations"] = batch["observations"][..., :3]
+    with pytest.raises(ValueError, match=r"trajectory\['observations'\] has shape \[B, \*obs_shape\] = \(12, 3\) "
+                                         r"but the model failed on it \(\w*Error: .*\(3, 16\)") as info:
+        trainer.train_step(batch)
+    assert "nnx.Linear" not in str(info.value)
 
 
 @pytest.mark.timeout(60)
