@@ -355,3 +355,24 @@ def test_a_missing_extra_is_reported_before_anything_is_created(capsys, tmp_path
     code, _, err = run_cli(capsys, *TRAIN, flag, "--logdir", logdir)
     assert code == 2 and f"{flag} needs {module}: pip install" in one_error_line(err)
     assert not logdir.exists()
+
+
+# -------------------------------------------------------------------------------- 2, 4. env_kwargs and the budget
+@pytest.mark.parametrize("key, value, expected", [
+    ("bogus", 1, "PPOConfig.env_kwargs has unknown key(s) ['bogus'] for Catch-bsuite; it takes ['rows', 'columns']"),
+    ("rows", 0, "PPOConfig.env_kwargs {'rows': 0} (key(s) ['rows']) do not give a working Catch-bsuite"),
+])
+def test_bad_env_kwargs_from_a_flag_or_a_toml_file_are_one_line_and_create_nothing(capsys, tmp_path, key, value,
+                                                                                 expected):
+    toml = tmp_path / "catch.toml"
+    toml.write_text(f'env_name = "Catch-bsuite"\n\n[env_kwargs]\n{key} = {value}\n')
+    for source in (["--env", "Catch-bsuite", "--env-kwargs", json.dumps({key: value})], ["--config-file", toml]):
+        code, _, err = run_cli(capsys, "train", *source, "--logdir", tmp_path / "run", "--quiet")
+        assert code == 2 and expected in one_error_line(err)
+        assert not (tmp_path / "run").exists()
+
+
+def test_a_budget_past_int32_is_refused_naming_the_limit(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", "--total-timesteps", "1e13", "--logdir", tmp_path / "run")
+    assert code == 2 and "total_timesteps must be <= 2**31 - 1 = 2147483647 per seed" in one_error_line(err)
+    assert not (tmp_path / "run").exists()
