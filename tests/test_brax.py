@@ -129,6 +129,7 @@ def test_unknown_name_lists_environments():
         make_brax_env("no_such_robot")
 
 
+@pytest.mark.slow
 def test_ppo_updates_run_on_brax():
     """A few PPO updates through `env_name="brax:..."` (observations normalised), then greedy evaluation."""
     config = PPOConfig(

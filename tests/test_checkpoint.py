@@ -75,6 +75,7 @@ def test_stop_and_resume_is_bit_identical(reference, tmp_path, capsys):
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_reaches_the_same_parameters(reference, tmp_path):
     """Kill -9 a real training process once its first checkpoint exists; resuming loses at most one interval and
     ends bit-identical to the uninterrupted run (which used another checkpoint interval: one compiled program)."""

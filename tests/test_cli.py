@@ -171,6 +171,7 @@ def test_list_envs_marks_shipped_configs(capsys):
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_real_process_help_and_bad_flag(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     def run(*args):

@@ -88,6 +88,7 @@ def outputs(tmp_path_factory) -> dict[str, dict[str, np.ndarray]]:
 
 
 @pytest.mark.timeout(TIMEOUT_S + 60)
+@pytest.mark.slow
 def test_each_process_sees_the_global_devices(outputs):
     for i in range(2):
         process_index, process_count, devices, local = outputs[f"process{i}"]["info"]

@@ -250,6 +250,7 @@ def _mount_tmpfs(path: Path, size: str) -> bool:
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.slow
 def test_a_really_full_disk_gives_one_line_and_the_run_resumes(tmp_path, reference):
     """A small tmpfs (where this machine allows mounting one): training fills it, in a real process."""
     disk = tmp_path / "disk"

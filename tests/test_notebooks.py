@@ -39,6 +39,9 @@ def test_notebook_has_smoke_parameters_and_guarded_install(name):
     assert 'os.environ.get("PUREJAXPPO_SMOKE") == "1"' in tagged[0].source
     install = code_cells(book)[0].source
     assert "%pip install" in install and 'find_spec("purejaxppo") is None' in install
+    # by name, with the fallback (a wheel or a checkout) written out; no placeholder URL
+    assert 'os.environ.get("PUREJAXPPO_SOURCE", "purejaxppo")' in install and "%pip install -q {source}" in install
+    assert "<" not in install and "github.com" not in install
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -57,6 +60,7 @@ def test_committed_notebook_keeps_full_run_outputs(name):
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", NOTEBOOKS)
+@pytest.mark.slow
 def test_notebook_runs_top_to_bottom(name, monkeypatch, tmp_path):
     monkeypatch.setenv("PUREJAXPPO_SMOKE", "1")  # inherited by the kernel
     monkeypatch.setenv("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))

@@ -34,6 +34,7 @@ def test_constant_reward_value_is_the_discounted_sum():
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_action_dependent_reward_learns_the_best_action():
     env = BestAction()
     config, out = _train(env, total_timesteps=20_000, entropy_coeff=0.0)

@@ -4,6 +4,8 @@ import importlib.util
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("readme_command", ROOT / ".ci" / "readme_command.py")
 readme_command = importlib.util.module_from_spec(spec)
@@ -33,6 +35,7 @@ def test_the_test_extra_installs_the_timeout_plugin():
     assert "pytest-timeout" in pyproject and re.search(r"^timeout = \d+", pyproject, re.M)
 
 
+@pytest.mark.slow
 def test_the_readme_custom_environment_example_runs_and_learns(capsys):
     text = (ROOT / "README.md").read_text()
     block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "class Corridor" in b)

@@ -142,6 +142,7 @@ MEMORY_CONFIG = dict(
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.slow
 def test_gru_solves_memory_chain_where_mlp_is_at_chance(strict_ranks):
     """MemoryChain (memory_length 2, num_bits 1): the context bit is shown only at t = 0 and the reward (+1 right,
     -1 wrong) comes at t = 2, where the observation is all zeros, so a feed-forward policy's best expected return is

@@ -134,6 +134,7 @@ def test_init_state_is_typed_like_an_updated_one():
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.slow
 def test_cartpole_learns_with_the_default_config():
     config = PPOConfig()
     out = make_train(config)(jax.random.key(0))

@@ -1,0 +1,70 @@
+"""Packaging: the metadata says what is true (license, Python versions, extras), and no placeholder is left anywhere.
+
+The install itself is proved by `.ci/install_check.py` (CI runs it after the tests): the wheel and the sdist install
+into fresh venvs on every Python the classifiers claim and run, and Python 3.10 is refused.
+"""
+
+import json
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+PLACEHOLDER = re.compile(r"<owner>|<user(name)?>|<your[-_ a-z]*>|\bTODO\b|\bFIXME\b|\bXXX\b|example\.com|@@")
+
+
+def tracked_text_files() -> dict[str, str]:
+    """``{path: text}`` of every tracked text file (notebooks: their cells' sources, not their outputs)."""
+    try:
+        names = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    out = {}
+    for name in names.split():
+        path = ROOT / name
+        if not path.is_file() or name == "tests/test_packaging.py":
+            continue
+        data = path.read_bytes()
+        if b"\0" in data[:4096]:
+            continue  # binary
+        text = data.decode("utf-8", errors="replace")
+        if name.endswith(".ipynb"):
+            text = "\n".join("".join(c["source"]) for c in json.loads(text)["cells"])
+        out[name] = text
+    return out
+
+
+def test_no_placeholder_anywhere():
+    hits = [f"{name}: {m.group(0)!r}" for name, text in tracked_text_files().items()
+            for m in PLACEHOLDER.finditer(text)]
+    assert not hits, "placeholders left:\n" + "\n".join(hits)
+
+
+def test_license_file_matches_the_metadata():
+    text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert PROJECT["license"] == {"text": "Apache-2.0"}
+    assert "License :: OSI Approved :: Apache Software License" in PROJECT["classifiers"]
+
+
+def test_python_classifiers_agree_with_requires_python():
+    claimed = sorted(int(m.group(1)) for c in PROJECT["classifiers"]
+                     if (m := re.fullmatch(r"Programming Language :: Python :: 3\.(\d+)", c)))
+    minimum = int(re.fullmatch(r">=3\.(\d+)", PROJECT["requires-python"]).group(1))
+    assert claimed and claimed[0] == minimum == 11  # every jax the pin allows needs Python 3.11
+    assert claimed == list(range(minimum, claimed[-1] + 1))
+
+
+def test_every_extra_the_documentation_names_exists():
+    extras = set(PROJECT["optional-dependencies"])
+    assert {"cuda", "cuda12", "notebooks", "render", "brax", "tensorboard", "wandb", "test"} <= extras
+    assert PROJECT["optional-dependencies"]["cuda"][0].startswith("jax[cuda13]")
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md")), *sorted((ROOT / "purejaxppo").glob("*.py"))]
+    named = {extra for path in docs for group in re.findall(r"purejaxppo\[([a-z0-9_,\- ]+)\]|\.\[([a-z0-9_,\- ]+)\]",
+                                                              path.read_text())
+             for extra in ",".join(group).split(",") if extra.strip()}
+    assert named and not {e.strip() for e in named} - extras
