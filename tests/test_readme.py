@@ -1,4 +1,5 @@
-"""The README's two fresh-machine commands exist, and CI runs the test one verbatim."""
+"""The README's two fresh-machine commands exist, and CI runs the test one verbatim (the README's and the docs'
+Python blocks are run by tests/test_docs.py)."""
 
 import importlib.util
 import re
@@ -32,12 +33,3 @@ def test_the_test_extra_installs_the_timeout_plugin():
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert "pytest-timeout" in pyproject and re.search(r"^timeout = \d+", pyproject, re.M)
 
-
-def test_the_readme_custom_environment_example_runs_and_learns(capsys):
-    text = (ROOT / "README.md").read_text()
-    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "class Corridor" in b)
-    namespace: dict = {}
-    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - our own documentation
-    returns = namespace["evaluate"](namespace["config"], namespace["out"].state, namespace["jax"].random.key(1),
-                                    num_episodes=8, env=namespace["env"])
-    assert [float(r) for r in returns] == [1.0] * 8
