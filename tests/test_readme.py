@@ -1,10 +1,10 @@
-"""The README's two fresh-machine commands exist, and CI runs the test one verbatim."""
+"""The README's two fresh-machine commands exist, and CI runs the test one verbatim (the README's and the docs'
+Python blocks are run by tests/test_docs.py)."""
 
 import importlib.util
 import re
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("readme_command", ROOT / ".ci" / "readme_command.py")
@@ -33,14 +33,3 @@ def test_extraction_reads_the_marked_block_only():
 def test_the_test_extra_installs_the_timeout_plugin():
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert "pytest-timeout" in pyproject and re.search(r"^timeout = \d+", pyproject, re.M)
-
-
-@pytest.mark.slow
-def test_the_readme_custom_environment_example_runs_and_learns(capsys):
-    text = (ROOT / "README.md").read_text()
-    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "class Corridor" in b)
-    namespace: dict = {}
-    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - our own documentation
-    returns = namespace["evaluate"](namespace["config"], namespace["out"].state, namespace["jax"].random.key(1),
-                                    num_episodes=8, env=namespace["env"])
-    assert [float(r) for r in returns] == [1.0] * 8
