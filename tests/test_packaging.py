@@ -26,7 +26,7 @@ def tracked_text_files() -> dict[str, str]:
     out = {}
     for name in names.split():
         path = ROOT / name
-        if not path.is_file() or name == "tests/test_packaging.py":
+        if not path.is_file() or name in ("tests/test_packaging.py", "tests/test_docs.py"):  # they spell the patterns
             continue
         data = path.read_bytes()
         if b"\0" in data[:4096]:
