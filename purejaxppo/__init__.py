@@ -1,16 +1,41 @@
-"""purejaxppo: Proximal Policy Optimization in pure JAX, the whole run one jitted `lax.scan`."""
+"""purejaxppo: Proximal Policy Optimization in pure JAX, the whole run one jitted `lax.scan`.
 
-from purejaxppo.checkpoint import LoadedPolicy, load_policy
-from purejaxppo.config import PPOConfig
-from purejaxppo.evaluation import evaluate
-from purejaxppo.metrics import METRIC_NAMES
-from purejaxppo.policies import Policy, make_policy
-from purejaxppo.sweeps import SweepResult, sweep
-from purejaxppo.train import RunState, Setup, TrainOutput, make_setup, make_train, make_train_functions
-from purejaxppo.trainer import PPOTrainer
+The public names below are imported on first use (PEP 562 module `__getattr__`), so ``import purejaxppo`` and the
+command line's ``--help`` do not pay for importing jax; ``from purejaxppo import make_train`` works as usual.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
+
 from purejaxppo.version import __version__
 
-__all__ = [
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time `__getattr__` imports them
+    from purejaxppo.checkpoint import LoadedPolicy, load_policy
+    from purejaxppo.config import PPOConfig
+    from purejaxppo.evaluation import evaluate
+    from purejaxppo.metrics import METRIC_NAMES
+    from purejaxppo.policies import Policy, make_policy
+    from purejaxppo.sweeps import SweepResult, sweep
+    from purejaxppo.train import RunState, Setup, TrainOutput, make_setup, make_train, make_train_functions
+    from purejaxppo.trainer import PPOTrainer
+
+# public name -> the module that defines it
+_PUBLIC = {
+    "LoadedPolicy": "checkpoint", "load_policy": "checkpoint",
+    "PPOConfig": "config",
+    "evaluate": "evaluation",
+    "METRIC_NAMES": "metrics",
+    "Policy": "policies", "make_policy": "policies",
+    "SweepResult": "sweeps", "sweep": "sweeps",
+    "RunState": "train", "Setup": "train", "TrainOutput": "train", "make_setup": "train", "make_train": "train",
+    "make_train_functions": "train",
+    "PPOTrainer": "trainer",
+}
+
+__all__ = [  # the names of _PUBLIC, and __version__
     "METRIC_NAMES",
     "LoadedPolicy",
     "PPOConfig",
@@ -29,3 +54,20 @@ __all__ = [
     "make_train_functions",
     "sweep",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (and cache the name here); a submodule's name imports it, so
+    ``import purejaxppo; purejaxppo.configs.load_config(...)`` works too."""
+    module = _PUBLIC.get(name)
+    if module is None:
+        if not name.startswith("_") and importlib.util.find_spec(f"purejaxppo.{name}") is not None:
+            return importlib.import_module(f"purejaxppo.{name}")  # sets the attribute itself
+        raise AttributeError(f"module 'purejaxppo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"purejaxppo.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

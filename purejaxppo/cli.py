@@ -1,4 +1,4 @@
-"""The ``purejaxppo`` command line (also ``python -m purejaxppo``): train, eval, plot, list-envs.
+"""The ``purejaxppo`` command line (also ``python -m purejaxppo``): train, eval, plot, compare, list-envs.
 
     purejaxppo train                                   # CartPole-v1, its shipped config, 1 seed
     purejaxppo train --env Breakout-MinAtar --num-seeds 4 --learning-rate 3e-4 --checkpoint-every 100
@@ -6,13 +6,16 @@
     purejaxppo train --resume runs/mine                # continue a stopped or killed run, bit-identically
     purejaxppo eval runs/mine --episodes 100 [--sample] [--gif cartpole.gif]
     purejaxppo plot runs/a runs/b --out curves.png
+    purejaxppo compare runs/a runs/b [--episodes 32] [--csv | --markdown]
     purejaxppo list-envs
 
 Why tyro: every command is a typed dataclass below, and tyro builds the parser, the type conversion, the choices and
 the ``--help`` text from the field types and their docstrings, so the command line cannot drift from the code and no
-parser is written by hand. Every `PPOConfig` field is also a flag, generated from `PPOConfig` itself, under two
-spellings: dotted (``--config.learning_rate``/``--config.learning-rate``) and flat (``--learning-rate``). A flag
-left out keeps the value of the env's shipped config (or of the config file).
+parser is written by hand. Every `PPOConfig` field is also a flag (``--learning-rate``, also accepted as
+``--config.learning-rate`` and with underscores), generated from `PPOConfig`'s source (`purejaxppo.configfields`:
+nothing here imports jax until a command runs, so ``--help`` and a bad flag answer at once). A flag left out keeps
+the value of the env's shipped config (or of the config file); ``train --print-config`` shows the result.
+``--env-name`` is ``--env``.
 
 Errors in the input (a bad flag, a bad value, a value `PPOConfig` rejects, an unusable checkpoint) and file-system
 faults (an unwritable --logdir, a full disk) are printed as one line, ``error: ...``, naming the flag, field or file
@@ -46,7 +49,10 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
-from purejaxppo.config import ACTIVATIONS, NETWORKS, POLICY_OBJECTIVES, PPOConfig, field_names
+from purejaxppo.configfields import FIELDS, FieldSpec
+
+if typing.TYPE_CHECKING:
+    from purejaxppo.config import PPOConfig
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
@@ -56,61 +62,81 @@ EXTRAS = {"tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb", "wa
 DEFAULT_ENV = "CartPole-v1"
 DEFAULT_CHECKPOINTS_PER_RUN = 10
 DESCRIPTION = ("PPO in pure JAX: train on gymnax environments (one jitted program per run, many seeds at once), "
-               "evaluate checkpoints, plot learning curves. `purejaxppo COMMAND --help` for each command.")
+               "evaluate checkpoints, plot learning curves, compare runs. `purejaxppo COMMAND --help` for each "
+               "command.")
 
 # ------------------------------------------------------------------------------------------- PPOConfig as flags
-_CHOICES = {"network": NETWORKS, "activation": ACTIVATIONS, "policy_objective": POLICY_OBJECTIVES}
+# Built from `configfields` (PPOConfig's fields read from config.py's source), so that --help and a bad flag never
+# import jax: `purejaxppo.config` and everything that needs jax are imported inside the command functions.
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+_HELP = {  # shorter than PPOConfig's docstring, in the command line's terms (the rest: its first sentence)
+    "env_kwargs": "keyword arguments for the environment's constructor, as a JSON object.",
+    "total_timesteps": "the budget in environment steps per seed, rounded down to a multiple of N*T "
+                       "(--print-config shows the steps trained).",
+    "clip_value_loss": "clip the value update to +-clip_param around the rollout's value.",
+    "policy_objective": "clipped surrogate (ppo) or Simple Policy Optimization's penalty (spo).",
+    "network": "the torso: mlp, cnn (image observations such as MinAtar's) or gru (recurrent).",
+    "hidden_sizes": "widths of the MLP's layers (and of the CNN's and the GRU's dense layer).",
+    "activation": "the torso's activation function.",
+    "normalize_observations": "standardise observations with running statistics.",
+    "normalize_rewards": "scale rewards by the running std of the discounted return.",
+    "eval_every": "greedy evaluation every this many updates during training (0: off).",
+}
+OVERRIDE_FIELDS = tuple(f for f in FIELDS if f.name != "env_name")  # the environment is --env (alias --env-name)
+CONFIG_PREFIX = "--config."  # the dotted spelling, accepted but not listed in --help
 
 
-def _field_docs() -> dict[str, str]:
-    """``{field: help}`` from the "Attributes:" section of `PPOConfig`'s docstring."""
-    docs: dict[str, str] = {}
-    current = None
-    for line in (PPOConfig.__doc__ or "").split("Attributes")[-1].splitlines()[1:]:
-        match = re.match(r"^\s{6}(\w+):\s*(.*)$", line)
-        if match and match.group(1) in field_names():
-            current = match.group(1)
-            docs[current] = match.group(2)
-        elif current and line.strip():
-            docs[current] += " " + line.strip()
-    return {k: v.replace("*leaf*, ", "").strip() for k, v in docs.items()}
+def _flag_help(field: FieldSpec) -> str:
+    """The field's help: its docstring entry's first sentence, without reST markup."""
+    text = _HELP.get(field.name) or field.doc
+    sentence = re.split(r"(?<=[.)])\s+(?=[A-Z`])", text, maxsplit=1)[0]
+    return sentence.replace("``", "").replace("`", "")
 
 
-def _override_type(name: str, hint: Any) -> tuple[Any, str | None]:
+def _override_type(field: FieldSpec) -> tuple[Any, str | None]:
     """The CLI type of a PPOConfig field and its metavar."""
-    if name in _CHOICES:
-        return Literal[_CHOICES[name]], None  # type: ignore[valid-type]
-    if name == "env_kwargs":
+    if field.choices:
+        return Literal[field.choices], None  # type: ignore[valid-type]
+    if field.name == "env_kwargs":
         return str, "JSON"
-    if name == "total_timesteps":
+    if field.name == "total_timesteps":
         return float, "INT"  # accepts 1e6; PPOConfig turns integral floats into ints and rejects the rest
-    return hint, None
+    if field.annotation == "tuple[int, ...]":
+        return tuple[int, ...], "INT [INT ...]"
+    if field.annotation not in _TYPES:
+        raise TypeError(f"PPOConfig.{field.name}: no command-line type for {field.annotation!r}")
+    return _TYPES[field.annotation], None
+
+
+def _shown_default(field: FieldSpec) -> str:
+    default = field.default
+    if field.name == "env_kwargs":
+        return json.dumps(dict(default))
+    return " ".join(map(str, default)) if isinstance(default, tuple) else str(default)
 
 
 def _make_overrides_class() -> type:
     """A frozen dataclass with one optional field per `PPOConfig` field (None: not given on the command line)."""
-    hints = typing.get_type_hints(PPOConfig)
-    defaults = PPOConfig.__dataclass_fields__
-    docs = _field_docs()
     fields = []
-    for name in field_names():
-        cli_type, metavar = _override_type(name, hints[name])
-        default = defaults[name].default
-        shown = json.dumps(dict(default)) if name == "env_kwargs" else (
-            " ".join(map(str, default)) if isinstance(default, tuple) else default)
+    for field in OVERRIDE_FIELDS:
+        cli_type, metavar = _override_type(field)
         arg = tyro.conf.arg(
-            aliases=(f"--{name.replace('_', '-')}",),
+            name=field.name.replace("_", "-"),
+            prefix_name=False,
             metavar=metavar,
-            help=docs.get(name, ""),
-            help_behavior_hint=f"(default: the env's config; PPOConfig default {shown})",
+            help=_flag_help(field),
+            help_behavior_hint=f"(default: --env's, else {_shown_default(field)})",
         )
-        fields.append((name, Annotated[cli_type | None, arg], dataclasses.field(default=None)))
+        fields.append((field.name, Annotated[cli_type | None, arg], dataclasses.field(default=None)))
     cls = dataclasses.make_dataclass("ConfigOverrides", fields, frozen=True)
-    cls.__doc__ = "PPOConfig fields (each also as a flat flag, e.g. --learning-rate)."
+    cls.__doc__ = "PPOConfig fields."
     return cls
 
 
 ConfigOverrides = _make_overrides_class()
+CONFIG_GROUP_HELP = (
+    "PPOConfig fields (each also as --config.<field>). A flag left out keeps the value in --env's shipped config "
+    "(or in --config-file), else the PPOConfig default shown; --print-config shows the values a run would use.")
 
 
 def override_values(overrides: Any) -> dict[str, Any]:
@@ -120,11 +146,28 @@ def override_values(overrides: Any) -> dict[str, Any]:
         try:
             values["env_kwargs"] = json.loads(values["env_kwargs"])
         except json.JSONDecodeError as e:
-            raise ValueError(f"--config.env-kwargs must be a JSON object such as '{{\"size\": 8}}': {e}") from None
+            raise ValueError(f"--env-kwargs must be a JSON object such as '{{\"size\": 8}}': {e}") from None
     return values
 
 
+ENV_NAME_FLAGS = ("--env-name", "--env_name")  # PPOConfig.env_name's own flags: accepted as --env, not listed
+
+
+def flat_spelling(argv: Sequence[str]) -> list[str]:
+    """`argv` with the dotted spelling of PPOConfig flags made flat (``--config.learning_rate`` -> ``--learning_rate``,
+    ``--config.no-anneal-lr`` -> ``--no-anneal-lr``) and ``--env-name``/``--config.env-name`` made ``--env``."""
+    out = []
+    for arg in argv:
+        if arg.startswith(CONFIG_PREFIX):
+            arg = "--" + arg[len(CONFIG_PREFIX):]
+        flag, eq, value = arg.partition("=")
+        out.append("--env" + eq + value if flag in ENV_NAME_FLAGS else arg)
+    return out
+
+
 # ------------------------------------------------------------------------------------------------------ commands
+# an off-by-default switch: --quiet only (no --no-quiet, no "(default: False)")
+Flag = Annotated[bool, tyro.conf.FlagCreatePairsOff, tyro.conf.arg(help_behavior_hint="")]
 @dataclasses.dataclass(frozen=True)
 class Train:
     """Train PPO on one environment for one or more seeds (vmapped in one compiled program).
@@ -133,8 +176,9 @@ class Train:
     summary.json; shows a progress bar when stderr is a terminal."""
 
     env: Annotated[str | None, tyro.conf.arg(help_behavior_hint=f"(default: {DEFAULT_ENV})")] = None
-    """A gymnax environment id (its shipped config, else PPOConfig defaults), or a .toml/.json config file."""
-    config_file: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="(optional)")] = None
+    """A gymnax environment id (its shipped config, else PPOConfig defaults), or a .toml/.json config file. Also
+    spelled --env-name."""
+    config_file: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="")] = None
     """A .toml/.json file of PPOConfig fields; with --env as well, the file's settings on that environment."""
     num_seeds: Annotated[int | None, tyro.conf.arg(help_behavior_hint="(default: 1)")] = None
     """Independent seeds, trained in parallel (vmap)."""
@@ -146,19 +190,21 @@ class Train:
         int | None, tyro.conf.arg(help_behavior_hint=f"(default: about {DEFAULT_CHECKPOINTS_PER_RUN} per run)")
     ] = None
     """Save a checkpoint (and flush metrics) every this many updates."""
-    resume: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="(optional)")] = None
+    resume: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="")] = None
     """Continue the run in this directory from its last checkpoint (its config and seeds are reused)."""
     stop_after: Annotated[int | None, tyro.conf.arg(help_behavior_hint="(default: the whole budget)")] = None
     """Stop, resumably, once this many updates are done in total (time-boxed jobs; continue with --resume)."""
-    quiet: bool = False
+    print_config: Flag = False
+    """Print the config a run would use (after --env, --config-file and the flags; with --resume, the run's) as TOML, usable as a --config-file, and exit without training."""  # noqa: E501
+    quiet: Flag = False
     """No progress bar and no start-up lines (the final summary is still printed)."""
-    tensorboard: bool = False
+    tensorboard: Flag = False
     """Also log to <logdir>/tensorboard (needs tensorboardX)."""
-    wandb: bool = False
+    wandb: Flag = False
     """Also log to Weights & Biases (needs wandb)."""
     wandb_mode: Literal["offline", "online"] = "offline"
     """W&B mode; offline needs no network (upload later with `wandb sync <logdir>/wandb/...`)."""
-    config: Annotated[ConfigOverrides, tyro.conf.arg(help="PPOConfig fields; each is also a flat flag.")] = \
+    config: Annotated[ConfigOverrides, tyro.conf.arg(help=CONFIG_GROUP_HELP)] = \
         dataclasses.field(default_factory=ConfigOverrides)
 
 
@@ -170,13 +216,13 @@ class Eval:
     """A run directory (its latest checkpoint), its checkpoints/ directory, or checkpoints/<update>."""
     episodes: int = 32
     """Episodes to play (in parallel)."""
-    sample: bool = False
+    sample: Flag = False
     """Sample actions from the policy instead of taking the greedy (most likely / mean) action."""
     seed_index: int = 0
     """Which of the run's seeds to evaluate."""
     eval_seed: int = 0
     """Random seed of the evaluation episodes."""
-    gif: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="(optional)")] = None
+    gif: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="")] = None
     """Also render one episode to this GIF (gymnax's visualiser: classic control, Catch, MinAtar, some misc)."""
     gif_max_steps: int = 300
     """Longest episode rendered to the GIF."""
@@ -184,8 +230,8 @@ class Eval:
 
 @dataclasses.dataclass(frozen=True)
 class Plot:
-    """Learning curves of one or more runs as a PNG: per run the mean over seeds with a 95% bootstrap band, and the
-    interquartile mean (dashed)."""
+    """Learning curves of one or more runs as a PNG: per run the mean over seeds, with a 95% bootstrap band (2+ seeds)
+    and the interquartile mean (dotted, 4+ seeds)."""
 
     runs: tyro.conf.Positional[tuple[Path, ...]]
     """Run directories (each with a metrics.jsonl)."""
@@ -195,12 +241,29 @@ class Plot:
     """The PNG to write."""
     metric: str = "episode_return"
     """Which metric of metrics.jsonl to plot."""
-    smooth: int = 1
+    smooth: Annotated[int | None, tyro.conf.arg(help_behavior_hint="(default: about 1/50 of the updates)")] = None
     """Moving-average window over updates (1: none)."""
     labels: Annotated[tuple[str, ...] | None, tyro.conf.arg(help_behavior_hint="(default: run names)")] = None
     """Legend labels, one per run."""
-    title: Annotated[str | None, tyro.conf.arg(help_behavior_hint="(optional)")] = None
+    title: Annotated[str | None, tyro.conf.arg(help_behavior_hint="")] = None
     """Figure title."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Compare:
+    """A table of runs side by side: final greedy return (each seed's latest checkpoint, evaluated now; mean, IQM and
+    95% bootstrap CI over seeds), steps per seed, wall time and the settings that differ between the runs."""
+
+    runs: tyro.conf.Positional[tuple[Path, ...]]
+    """Run directories."""
+    episodes: int = 32
+    """Evaluation episodes per seed."""
+    eval_seed: int = 0
+    """Random seed of the evaluation episodes (the same for every seed and run)."""
+    csv: Flag = False
+    """Print CSV (raw numbers, a note column) instead of an aligned table."""
+    markdown: Flag = False
+    """Print a Markdown table."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,6 +275,7 @@ Command = (
     Annotated[Train, tyro.conf.subcommand("train")]
     | Annotated[Eval, tyro.conf.subcommand("eval")]
     | Annotated[Plot, tyro.conf.subcommand("plot")]
+    | Annotated[Compare, tyro.conf.subcommand("compare")]
     | Annotated[ListEnvs, tyro.conf.subcommand("list-envs")]
 )
 
@@ -256,7 +320,7 @@ def parse(argv: Sequence[str]) -> Any:
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
-            return tyro.cli(Command, args=list(argv), prog="purejaxppo", description=DESCRIPTION,
+            return tyro.cli(Command, args=flat_spelling(argv), prog="purejaxppo", description=DESCRIPTION,
                             config=(tyro.conf.DisallowNone,))
     except SystemExit as e:
         if e.code in (0, None):
@@ -314,10 +378,11 @@ class RunPlan:
     resumed: bool
 
 
-def _check_seed(seed: int | None) -> None:
+def _check_seed(seed: int | None, flag: str = "seed") -> None:
     low, high = SEED_RANGE
     if seed is not None and not low <= seed <= high:
-        raise UsageError(f"--seed must be an integer in [{low}, 2**32 - 1] (jax.random.key's 32-bit seed), got {seed}")
+        raise UsageError(f"--{flag} must be an integer in [{low}, 2**32 - 1] (jax.random.key's 32-bit seed), "
+                         f"got {seed}")
 
 
 def check_extras(cmd: Train) -> None:
@@ -391,6 +456,8 @@ def plan_resumed_run(cmd: Train) -> RunPlan:
     missing = [k for k in ("run_id", "num_seeds", "seed", "checkpoint_every") if k not in info]
     if missing:
         raise UsageError(f"--resume {run_dir}: {RUN_FILE} lacks {missing}; it was not written by purejaxppo train")
+    from purejaxppo.config import PPOConfig
+
     try:
         config = PPOConfig.from_dict(read_json(run_dir / CONFIG_FILE))
     except (TypeError, ValueError) as e:
@@ -411,7 +478,15 @@ def plan_resumed_run(cmd: Train) -> RunPlan:
     return RunPlan(config, int(info["num_seeds"]), int(info["seed"]), run_dir, every, info["run_id"], resumed=True)
 
 
-def summarize(plan: RunPlan, updates_done: int, wall_seconds: float, steps_this_session: int,
+class Timing(typing.NamedTuple):
+    """Where a training session's time went (see `purejaxppo.logs` for the summary.json keys)."""
+
+    wall: float  # compile + train
+    compile: float  # compiling the chunk program (about 0 when this process had compiled it already)
+    train: float  # the training loop: running the chunks, writing metrics, saving checkpoints
+
+
+def summarize(plan: RunPlan, updates_done: int, steps_this_session: int, timing: Timing,
               diverged: str | None = None) -> dict[str, Any]:
     """The summary.json of a run, from its whole metrics.jsonl."""
     import numpy as np
@@ -438,8 +513,10 @@ def summarize(plan: RunPlan, updates_done: int, wall_seconds: float, steps_this_
             "std": json_scalar(finite.std()) if finite.size else None,
             "per_seed": [json_scalar(v) for v in finals],
         },
-        "wall_seconds": round(wall_seconds, 3),
-        "steps_per_second": round(steps_this_session / wall_seconds, 1) if wall_seconds > 0 else None,
+        "wall_seconds": round(timing.wall, 3),
+        "compile_seconds": round(timing.compile, 3),
+        "train_seconds": round(timing.train, 3),
+        "steps_per_second": round(steps_this_session / timing.train, 1) if timing.train > 0 else None,
         "checkpoint": str(checkpoint_dir(plan.run_dir) / str(updates_done)),
         "purejaxppo_version": purejaxppo.__version__,
     }
@@ -457,8 +534,12 @@ def summary_line(summary: dict[str, Any], run_dir: Path) -> str:
         shown = f"{ret['mean']:.2f} ± {ret['std']:.2f} over {summary['num_seeds']} seeds"
     else:
         shown = f"{ret['mean']:.2f}"
+    timing = f"{summary['wall_seconds']:.1f} s"
+    if summary.get("compile_seconds") is not None and summary.get("steps_per_second") is not None:
+        timing += (f" ({summary['compile_seconds']:.1f} s compiling, then {summary['steps_per_second']:,.0f} steps/s "
+                   "over all seeds)")
     return (f"{summary['env_name']}: {summary['env_steps_per_seed']:,} steps x {summary['num_seeds']} seed(s), "
-            f"{summary['updates']} updates in {summary['wall_seconds']:.1f} s. Final mean return (last "
+            f"{summary['updates']} updates in {timing}. Final mean return (last "
             f"{FINAL_WINDOW} updates): {shown}. "
             f"Run: {run_dir}")
 
@@ -531,6 +612,26 @@ def finished_update(plan: RunPlan, runner, stop_after: int | None) -> int | None
     return done
 
 
+def print_config(cmd: Train) -> int:
+    """--print-config: the config `cmd` would train with, as a TOML config file, and the run's size as comments."""
+    from purejaxppo.configs import config_toml
+
+    if cmd.resume is not None:
+        plan = plan_resumed_run(cmd)
+        config, seeds, seed, source = plan.config, plan.num_seeds, plan.seed, f"the run {plan.run_dir}"
+    else:
+        config, seeds, seed = requested_config(cmd), cmd.num_seeds or 1, cmd.seed or 0
+        source = f"--config-file {cmd.config_file}" if cmd.config_file is not None else (
+            f"--env {cmd.env or DEFAULT_ENV}")
+    every = cmd.checkpoint_every or default_checkpoint_every(config.num_updates)
+    print(config_toml(config, (
+        f"PPOConfig from {source}{' with the flags given' if override_values(cmd.config) else ''}\n"
+        f"{config.num_updates} updates x {config.batch_size} steps (num_envs x num_steps) = "
+        f"{config.timesteps_trained:,} steps per seed\n"
+        f"{seeds} seed(s) from base seed {seed}, a checkpoint every {every} updates")), end="", flush=True)
+    return 0
+
+
 def train_command(cmd: Train) -> int:
     """Train (or resume) a run: chunks of `checkpoint_every` updates, each followed by a metrics flush and a save.
 
@@ -544,6 +645,8 @@ def train_command(cmd: Train) -> int:
     _check_positive("checkpoint-every", cmd.checkpoint_every)
     _check_positive("stop-after", cmd.stop_after)
     _check_seed(cmd.seed)
+    if cmd.print_config:
+        return print_config(cmd)
     check_extras(cmd)
     plan = plan_resumed_run(cmd) if cmd.resume is not None else plan_new_run(cmd)
     runner = chunk_runner(plan.config)  # builds the environment and the policy (no compile yet)
@@ -564,7 +667,7 @@ def train_command(cmd: Train) -> int:
 def _train_locked(cmd: Train, plan: RunPlan, runner) -> int:
     from purejaxppo.checkpoint import Checkpointer, CheckpointError, RunLayout, checkpoint_dir
     from purejaxppo.logs import METRICS_FILE, SUMMARY_FILE, RunLog, RunWriteError, truncate_records, write_json
-    from purejaxppo.progress import ProgressBar, progress_enabled
+    from purejaxppo.progress import ProgressBar, device_description, progress_enabled
 
     config, run_dir = plan.config, plan.run_dir
     layout = RunLayout(config, plan.num_seeds, plan.seed)
@@ -574,17 +677,23 @@ def _train_locked(cmd: Train, plan: RunPlan, runner) -> int:
     with Checkpointer(checkpoint_dir(run_dir)) as ckpt:
         states, start = initial_states(plan, runner, ckpt, say)
         truncate_records(run_dir / METRICS_FILE, start)  # drop metrics of updates after the checkpoint
-        say(f"Training {config.env_name}: {plan.num_seeds} seed(s) x {config.num_updates} updates x "
-            f"{config.batch_size} steps ({config.timesteps_trained:,} steps per seed), checkpoint every "
-            f"{plan.checkpoint_every} updates -> {run_dir} (compiling...)")
+        say(f"Training {config.env_name} on {device_description()}: {plan.num_seeds} seed(s) x "
+            f"{config.num_updates} updates x {config.batch_size} steps ({config.timesteps_trained:,} steps per seed), "
+            f"checkpoint every {plan.checkpoint_every} updates -> {run_dir}")
         log = RunLog(run_dir, config.to_dict(), plan.run_id, start * config.batch_size, cmd.tensorboard, cmd.wandb,
                      cmd.wandb_mode, quiet=cmd.quiet)
         bar = ProgressBar(config.timesteps_trained, start * config.batch_size, plan.num_seeds,
                           enabled=progress_enabled(cmd.quiet),
                           desc=config.env_name + (f" x{plan.num_seeds}" if plan.num_seeds > 1 else ""))
-        t0, update = time.time(), start
+        update = start
         end = config.num_updates if cmd.stop_after is None else min(cmd.stop_after, config.num_updates)
         try:
+            t0 = time.time()
+            if not cmd.quiet:
+                print("compiling...", end=" ", flush=True)
+            states, compile_seconds = runner.compile(states)
+            say(f"compiled in {compile_seconds:.1f} s")
+            t_train = time.time()
             while update < end:
                 n = min(plan.checkpoint_every, end - update)
                 states, metrics = runner.run(states, n, sink=bar)
@@ -606,9 +715,9 @@ def _train_locked(cmd: Train, plan: RunPlan, runner) -> int:
             bar.close()
             log.close()
         kept = ckpt.latest_step()
-    wall = time.time() - t0
-    summary = summarize(plan, update, wall, (update - start) * config.batch_size * plan.num_seeds,
-                        diverged.message if diverged else None)
+    t_end = time.time()
+    summary = summarize(plan, update, (update - start) * config.batch_size * plan.num_seeds,
+                        Timing(t_end - t0, compile_seconds, t_end - t_train), diverged.message if diverged else None)
     if diverged is not None:
         summary["checkpoint"] = None if kept is None else str(checkpoint_dir(run_dir) / str(kept))
     write_json(run_dir / SUMMARY_FILE, summary)
@@ -667,6 +776,21 @@ def plot_command(cmd: Plot) -> int:
     return 0
 
 
+def compare_command(cmd: Compare) -> int:
+    from purejaxppo.compare import compare_runs, format_table
+
+    if not cmd.runs:
+        raise UsageError("compare needs at least one run directory")
+    if cmd.csv and cmd.markdown:
+        raise UsageError("give --csv or --markdown, not both")
+    _check_positive("episodes", cmd.episodes)
+    _check_seed(cmd.eval_seed, "eval-seed")
+    results = compare_runs(cmd.runs, cmd.episodes, cmd.eval_seed)
+    style = "csv" if cmd.csv else "markdown" if cmd.markdown else "text"
+    print(format_table(results, style, cmd.episodes), end="", flush=True)
+    return 0
+
+
 def list_envs_command(cmd: ListEnvs) -> int:
     from purejaxppo.configs import shipped_config_names
     from purejaxppo.envs import NEEDS_NETWORK, registered_env_names
@@ -679,15 +803,23 @@ def list_envs_command(cmd: ListEnvs) -> int:
     return 0
 
 
-_DISPATCH = {Train: train_command, Eval: eval_command, Plot: plot_command, ListEnvs: list_envs_command}
+_DISPATCH = {Train: train_command, Eval: eval_command, Plot: plot_command, Compare: compare_command,
+             ListEnvs: list_envs_command}
+
+
+def _run_errors() -> tuple[type[Exception], ...]:
+    """`CheckpointError` and `RunWriteError`, from their modules if loaded (only then can they have been raised), so
+    that an error in the arguments is reported without importing jax."""
+    found = []
+    for module, name in (("purejaxppo.checkpoint", "CheckpointError"), ("purejaxppo.logs", "RunWriteError")):
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], name))
+    return tuple(found)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status: 0 ok, 2 bad input, an unusable checkpoint or a file-system
     fault, 3 training diverged (non-finite values), 130 interrupted."""
-    from purejaxppo.checkpoint import CheckpointError
-    from purejaxppo.logs import RunWriteError
-
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = os.environ.get("PUREJAXPPO_DEBUG", "") not in ("", "0")
     try:
@@ -698,7 +830,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `purejaxppo ... | head`: the reader left; exit quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (ValueError, CheckpointError, RunWriteError) as e:
+    except (ValueError, *_run_errors()) as e:
         if debug:
             raise
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)

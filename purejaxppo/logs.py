@@ -6,7 +6,14 @@
                            {"update": u, "seed": s, "env_steps": ..., "episode_return": ..., <other metrics>}
                            NaN (no episode finished in that update) is written as null
     <run>/summary.json     written when the run stops: final returns (each seed's mean episode return over its last
-                           10 updates), steps, wall time
+                           10 updates), steps, and the times of this session (the last `train`/`--resume`):
+                             wall_seconds      compile_seconds + train_seconds
+                             compile_seconds   compiling the training program (about 0 if this process had
+                                               compiled it already)
+                             train_seconds     the training loop after compiling: running the updates, writing
+                                               metrics, saving checkpoints
+                             steps_per_second  environment steps of all seeds in this session / train_seconds
+                                               (the progress bar shows it per seed)
     <run>/tensorboard/     with --tensorboard (tensorboardX): the mean over seeds of every metric, per env step
     <run>/wandb/           with --wandb (offline by default; `wandb sync` uploads it later)
 

@@ -1,9 +1,13 @@
 """Learning curves from run directories: per run, the mean over seeds with a 95% bootstrap band, and the IQM.
 
-For each run and each update: the mean over seeds (solid line), a 95% percentile-bootstrap confidence interval of
-that mean (resampling seeds with replacement, shaded), and the interquartile mean over seeds (dashed: the mean of
-the middle 50% of seeds, Agarwal et al. 2021, robust to outlier seeds; with fewer than 4 seeds it equals the mean).
-Updates where a seed finished no episode (NaN) are skipped for that seed. Several runs share one figure.
+For each run and each update: the mean over seeds (solid line); with 2 or more seeds, a 95% percentile-bootstrap
+confidence interval of that mean (resampling seeds with replacement, shaded); with 4 or more seeds, the
+interquartile mean over seeds (thin dotted line: the mean of the middle 50% of seeds, Agarwal et al. 2021, robust to
+outlier seeds; with fewer than 4 seeds it equals the mean, so it is not drawn). Each seed's curve is first smoothed
+by a trailing moving average over `window` updates (default `auto_window`: about 1/50 of the updates, 1 for runs of
+fewer than 75 updates). Updates where a seed finished no episode (NaN) are skipped for that seed, and updates where
+no seed has a value are bridged (the lines join the neighbouring points, no gap that looks like a dashed line).
+Several runs share one figure.
 """
 
 from __future__ import annotations
@@ -81,6 +85,14 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
+SMOOTHING_FRACTION = 50  # auto_window: a moving average over about 1/50 of the updates
+
+
+def auto_window(num_updates: int) -> int:
+    """The default smoothing window for a run of `num_updates` updates: ``round(num_updates / 50)``, at least 1."""
+    return max(1, round(num_updates / SMOOTHING_FRACTION))
+
+
 def run_label(run_dir: Path) -> str:
     """``<run dir name> (<env>)``; the env comes from the run's config.json when present."""
     try:
@@ -106,31 +118,54 @@ def load_curve(run_dir: str | Path, metric: str = "episode_return", window: int 
     return Curve(label or run_label(run_dir), steps, mean, low, high, iqm(values, 0), values.shape[0])
 
 
-def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = "episode_return", window: int = 1,
-              labels: Sequence[str] | None = None, title: str | None = None) -> Path:
-    """Draw every run's curve on one figure and save it as a PNG at `out`. Returns the path.
+def _finite(x: np.ndarray, *ys: np.ndarray) -> list[np.ndarray]:
+    """`x` and `ys` at the points where every y is finite (lines bridge the updates with no value)."""
+    keep = np.logical_and.reduce([np.isfinite(y) for y in ys])
+    return [x[keep], *(y[keep] for y in ys)]
 
-    Drawn on a `matplotlib.figure.Figure` of its own (no pyplot), so it never changes the caller's backend.
+
+def draw_runs(run_dirs: Sequence[str | Path], metric: str = "episode_return", window: int | None = None,
+              labels: Sequence[str] | None = None, title: str | None = None) -> Figure:
+    """Every run's curve on one `matplotlib.figure.Figure` (no pyplot, so the caller's backend is left alone).
+
+    `window`: the moving-average window in updates (1: none; None: `auto_window` of the longest run).
     """
     if labels is not None and len(labels) != len(run_dirs):
         raise ValueError(f"--labels needs one label per run ({len(run_dirs)}), got {len(labels)}")
+    if window is None:
+        longest = max(len({r["update"] for r in read_records(Path(d) / METRICS_FILE)}) for d in run_dirs)
+        window = auto_window(longest)
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
+    max_seeds = 0
     for i, run_dir in enumerate(run_dirs):
         c = load_curve(run_dir, metric, window, None if labels is None else labels[i])
+        max_seeds = max(max_seeds, c.num_seeds)
         color = f"C{i % 10}"
-        ax.plot(c.env_steps, c.mean, color=color, lw=1.8, label=f"{c.label}: mean of {c.num_seeds} seeds")
+        seeds = f"{c.num_seeds} seeds" if c.num_seeds > 1 else "1 seed"
+        ax.plot(*_finite(c.env_steps, c.mean), color=color, lw=1.8,
+                label=f"{c.label}: mean of {seeds}" if c.num_seeds > 1 else f"{c.label} ({seeds})")
         if c.num_seeds > 1:
-            ax.fill_between(c.env_steps, c.low, c.high, color=color, alpha=0.2, lw=0)
-            note = "" if c.num_seeds >= 4 else " (= mean for < 4 seeds)"
-            ax.plot(c.env_steps, c.iqm, color=color, lw=1.2, ls="--", label=f"{c.label}: IQM{note}")
+            ax.fill_between(*_finite(c.env_steps, c.low, c.high), color=color, alpha=0.2, lw=0)
+        if c.num_seeds >= 4:
+            ax.plot(*_finite(c.env_steps, c.iqm), color=color, lw=1.0, ls=":", label=f"{c.label}: IQM")
     ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 100k, 1M
     ax.set_xlabel("environment steps (per seed)")
     ax.set_ylabel(metric.replace("_", " "))
-    ax.set_title(title or "Learning curves (shaded: 95% bootstrap CI of the mean)", fontsize=10)
+    notes = [f"moving average over {window} updates" if window > 1 else "not smoothed"]
+    if max_seeds > 1:
+        notes.insert(0, "shaded: 95% bootstrap CI of the mean over seeds")
+    ax.set_title(title or f"Learning curves ({'; '.join(notes)})", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
+    return fig
+
+
+def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = "episode_return",
+              window: int | None = None, labels: Sequence[str] | None = None, title: str | None = None) -> Path:
+    """Draw every run's curve on one figure (`draw_runs`) and save it as a PNG at `out`. Returns the path."""
+    fig = draw_runs(run_dirs, metric, window, labels, title)
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -201,8 +236,8 @@ def check_gif_support(config) -> None:
             import gymnasium  # noqa: F401
             import pygame  # noqa: F401
         except ModuleNotFoundError as e:
-            raise ValueError(f"--gif for {name} renders through gymnasium and needs {e.name}: "
-                             "pip install 'gymnasium[classic-control]'") from None
+            raise ValueError(f"--gif for {name} renders through gymnasium and needs {e.name}, which the render "
+                             "extra installs: pip install 'purejaxppo[render]'") from None
 
 
 def render_gif(loaded: LoadedPolicy, out: str | Path, key, max_steps: int = 300) -> tuple[Path, int, float]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -69,6 +70,20 @@ class ChunkRunner:
             return s
 
         return jax.lax.fori_loop(0, num_updates, body, states)
+
+    def compile(self, states) -> tuple[Any, float]:
+        """Compile the chunk program for `states` (donated) by running zero updates through it; the executable then
+        serves every chunk, since the update count is traced.
+
+        Returns:
+          ``(states, seconds)``: the same states (use them, not the donated ones) and the seconds spent compiling,
+          about 0 when this runner had compiled for this seed count already.
+        """
+        t0 = time.perf_counter()
+        with self._lock:
+            states = self._chunk(states, np.int32(0))
+            jax.block_until_ready(states)
+        return states, time.perf_counter() - t0
 
     def init(self, keys: jax.Array):
         """The batched [S] initial states for typed keys [S]."""
@@ -122,6 +137,17 @@ def chunk_runner(config: PPOConfig) -> ChunkRunner:
     return ChunkRunner(config)
 
 
+def device_description() -> str:
+    """The backend and device the run's programs execute on (the default device), e.g. ``"gpu (NVIDIA H100 80GB
+    HBM3)"`` or ``"cpu (TFRT_CPU_0, 1 of 2 devices)"``."""
+    devices = jax.devices()
+    device = devices[0]
+    kind = getattr(device, "device_kind", "") or ""
+    name = kind if kind and kind.lower() != device.platform else str(device)
+    more = f", 1 of {len(devices)} devices" if len(devices) > 1 else ""
+    return f"{jax.default_backend()} ({name}{more})"
+
+
 # ---------------------------------------------------------------------------------------------------------- bar
 def progress_enabled(quiet: bool, stream: TextIO | None = None) -> bool:
     """A bar is shown unless `quiet` or the stream (stderr) is not a terminal."""
@@ -142,15 +168,20 @@ def return_summary(returns: np.ndarray) -> str:
 class ProgressBar:
     """A tqdm bar over environment steps (all seeds move together), with the latest mean return across seeds.
 
-    Call it with each update's metrics ``{name: [S]}``; it shows steps, steps per second, ETA and
-    ``return=mean±std`` over seeds (each seed's return of the episodes that finished in its latest update that
-    finished any). The bar opens at the first update, so compile time does not distort the rate and the ETA.
+    Call it with each update's metrics ``{name: [S]}``; it shows the steps per seed, the rate in steps per second
+    per seed (every seed runs this many at once: the total rate is num_seeds times it), ETA and ``return=mean±std``
+    over seeds (each seed's return of the episodes that finished in its latest update that finished any). The bar
+    opens at the first update, so compile time does not distort the rate and the ETA.
     """
+
+    BAR_FORMAT = ("{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps per seed "
+                  "[{elapsed}<{remaining}, {rate_fmt} per seed{postfix}]")
 
     def __init__(self, total_steps: int, initial_steps: int = 0, num_seeds: int = 1, enabled: bool = True,
                  desc: str = "train", file: TextIO | None = None):
-        self._options = {"total": total_steps, "unit": "step", "unit_scale": True, "desc": desc,
-                         "disable": not enabled, "dynamic_ncols": True, "file": file, "smoothing": 0.1, "leave": True}
+        self._options = {"total": total_steps, "unit": " steps", "unit_scale": True, "desc": desc,
+                         "bar_format": self.BAR_FORMAT, "disable": not enabled, "dynamic_ncols": True, "file": file,
+                         "smoothing": 0.1, "leave": True}
         self._last = np.full((num_seeds,), np.nan)
         self._steps = initial_steps
         self.bar = None

@@ -22,7 +22,7 @@ ORDER = (
     # scale and the user API
     "sweeps", "parallel", "trainer",
     # the host side
-    "checkpoint", "logs", "runlock", "progress", "plotting", "cli",
+    "checkpoint", "logs", "configfields", "runlock", "progress", "plotting", "compare", "cli",
     "__init__", "__main__",
 )
 # Imports allowed inside functions: optional extras, and the command line's deliberate lazy imports.

@@ -7,11 +7,13 @@ tests/test_progress.py, so its chunk program compiles once per pytest process.
 
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from purejaxppo import PPOConfig, cli
@@ -114,7 +116,9 @@ def test_eval_gif_refuses_an_environment_the_visualiser_cannot_draw():
     (["train", "--resume", "no/such/run"], "not a run directory"),
     (["eval", "no/such/run"], "does not exist"),
     (["plot"], "plot needs at least one run directory"),
-    ([], "Expected one of {train, eval, plot, list-envs}"),
+    ([], "Expected one of {train, eval, plot, compare, list-envs}"),
+    (["compare"], "compare needs at least one run directory"),
+    (["compare", "a", "--csv", "--markdown"], "--csv or --markdown, not both"),
 ])
 def test_bad_input_gives_one_line_error_and_exit_2(capsys, argv, expected):
     code, _out, err = run_cli(capsys, *argv)
@@ -179,7 +183,7 @@ def test_real_process_help_and_bad_flag(tmp_path):
                               cwd=tmp_path, env=env, timeout=100, check=False)
 
     helped = run("train", "--help")
-    assert helped.returncode == 0 and "--learning-rate" in helped.stdout and "--config.learning-rate" in helped.stdout
+    assert helped.returncode == 0 and "--learning-rate" in helped.stdout
     bad = run("train", "--bogus-flag", "3")
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: Unrecognized options: --bogus-flag") and "Traceback" not in bad.stderr
@@ -201,3 +205,203 @@ def test_tensorboard_and_offline_wandb_logging(tmp_path, capsys, monkeypatch):
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     if wandb is not None:
         assert list((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+# ------------------------------------------------------------------------------------ a newcomer's path (issue 14)
+LAZY_CHECK = """
+import sys
+from purejaxppo import cli
+code = cli.main({argv!r})
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "jaxlib", "gymnax", "flax", "orbax"))
+assert not loaded, loaded
+print("exit", code)
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("argv, code", [
+    (["--help"], 0), (["train", "--help"], 0), (["compare", "--help"], 0),
+    (["train", "--bogus-flag", "3"], 2), (["train", "--network", "transformer"], 2), ([], 2),
+])
+def test_help_and_argument_errors_do_not_import_jax(argv, code):
+    done = subprocess.run([sys.executable, "-c", LAZY_CHECK.format(argv=argv)], capture_output=True, text=True,
+                          timeout=100, check=False, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == f"exit {code}"
+
+
+def test_import_purejaxppo_is_lazy_and_keeps_its_public_names():
+    check = ("import sys, purejaxppo; assert 'jax' not in sys.modules; names = dir(purejaxppo); "
+             "assert set(purejaxppo.__all__) <= set(names), names; "
+             "assert set(purejaxppo.__all__) == {*purejaxppo._PUBLIC, '__version__'}; "
+             "from purejaxppo import make_train, PPOConfig, load_policy, __version__; "
+             "assert purejaxppo.PPOConfig is PPOConfig and 'jax' in sys.modules; "
+             "assert purejaxppo.configs.load_config('CartPole-v1') == PPOConfig(); print('ok')")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=100, check=False,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert done.stdout.strip() == "ok", done.stderr
+    import purejaxppo
+
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        purejaxppo.no_such_name  # noqa: B018
+
+
+def test_configfields_read_ppoconfig_exactly():
+    """The command line's view of PPOConfig (read from config.py's source, without jax) is the real class."""
+    import dataclasses
+
+    from purejaxppo.config import ACTIVATIONS, NETWORKS, POLICY_OBJECTIVES
+    from purejaxppo.configfields import FIELDS
+
+    real = dataclasses.fields(PPOConfig)
+    assert [f.name for f in FIELDS] == [f.name for f in real]
+    assert [f.default for f in FIELDS] == [f.default for f in real]
+    assert [f.annotation for f in FIELDS] == [f.type for f in real]  # strings (from __future__ import annotations)
+    assert {f.name: f.choices for f in FIELDS if f.choices} == {
+        "network": NETWORKS, "activation": ACTIVATIONS, "policy_objective": POLICY_OBJECTIVES}
+    doc = " ".join(PPOConfig.__doc__.split())
+    for f in FIELDS:
+        assert f.doc and " ".join(f.doc.split()) in doc.replace("*leaf*, ", ""), f.name
+
+
+def test_train_help_is_short_and_says_where_defaults_come_from(capsys):
+    code, out, _ = run_cli(capsys, "train", "--help")
+    assert code == 0
+    assert len(out.splitlines()) <= 125  # was 151
+    assert "--config.learning-rate" not in out and "--env-name" not in out.replace("spelled --env-name", "")
+    assert "see module docstring" not in out and "--print-config" in out
+    assert "(default: --env's, else 0.00025)" in " ".join(out.split()).replace("│ ", "")
+
+
+def test_dotted_and_env_name_spellings_are_still_accepted():
+    cmd = cli.parse(["train", "--config.learning_rate", "1e-3", "--config.no-anneal-lr", "--config.env-name",
+                     "Acrobot-v1", "--num_envs", "8"])
+    assert cli.requested_config(cmd) == load_config("Acrobot-v1").replace(learning_rate=1e-3, anneal_lr=False,
+                                                                          num_envs=8)
+    assert cli.parse(["train", "--env-name=Pendulum-v1"]).env == "Pendulum-v1"
+
+
+def test_print_config_shows_the_resolved_config_as_toml_and_trains_nothing(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "train", "--env", "Acrobot-v1", "--learning-rate", "1e-3", "--num-seeds", "3",
+                             "--print-config")
+    assert code == 0, err
+    assert "976 updates x 512 steps" in out and "3 seed(s)" in out and not list(tmp_path.iterdir())
+    (tmp_path / "printed.toml").write_text(out)
+    assert load_config(str(tmp_path / "printed.toml")) == load_config("Acrobot-v1").replace(learning_rate=1e-3)
+    code, out, err = run_cli(capsys, "train", "--env", "DeepSea-bsuite", "--env-kwargs", '{"size": 6}',
+                             "--print-config")
+    assert code == 0, err
+    (tmp_path / "kwargs.toml").write_text(out)
+    assert load_config(str(tmp_path / "kwargs.toml")) == PPOConfig(env_name="DeepSea-bsuite", env_kwargs={"size": 6})
+
+
+def test_print_config_of_a_run_is_its_config(trained_run, capsys, tmp_path):
+    code, out, err = run_cli(capsys, "train", "--resume", trained_run, "--print-config")
+    assert code == 0, err
+    (tmp_path / "run.toml").write_text(out)
+    assert load_config(str(tmp_path / "run.toml")) == PPOConfig.from_dict(
+        json.loads((trained_run / "config.json").read_text()))
+
+
+@pytest.mark.timeout(180)
+def test_train_header_names_the_device_and_compile_time_is_reported_apart(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    code, out, err = run_cli(capsys, *[a for a in TRAIN if a != "--quiet"], "--logdir", run_dir, "--stop-after", "5")
+    assert code == 0, err
+    header = out.splitlines()[0]
+    assert header.startswith("Training CartPole-v1 on cpu (") and "compiling" not in header
+    assert re.search(r"^compiling\.\.\. compiled in \d+\.\d s$", out, re.M), out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["compile_seconds"] >= 0 and summary["train_seconds"] > 0
+    assert summary["wall_seconds"] >= summary["train_seconds"]
+    assert summary["steps_per_second"] == pytest.approx(5 * 64 * 2 / summary["train_seconds"], rel=0.02)
+    assert "compiling, then" in out and "steps/s over all seeds" in out
+
+
+def test_gif_without_pygame_names_the_render_extra(monkeypatch):
+    from purejaxppo.plotting import check_gif_support
+
+    monkeypatch.setitem(sys.modules, "pygame", None)  # import pygame -> ModuleNotFoundError
+    with pytest.raises(ValueError, match=r"needs pygame, .*pip install 'purejaxppo\[render\]'"):
+        check_gif_support(PPOConfig(env_name="CartPole-v1"))
+
+
+def write_metrics(run_dir: Path, returns: list[list[float | None]]) -> Path:
+    """A run directory with only a metrics.jsonl: returns[update][seed], None for no finished episode."""
+    run_dir.mkdir(parents=True)
+    lines = [json.dumps({"update": u + 1, "seed": s, "env_steps": 64 * (u + 1), "episode_return": r})
+             for u, row in enumerate(returns) for s, r in enumerate(row)]
+    (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    return run_dir
+
+
+def test_plot_of_one_seed_promises_no_band_and_reads_1_seed(tmp_path):
+    from purejaxppo.plotting import draw_runs
+
+    run = write_metrics(tmp_path / "one", [[float(u)] for u in range(100)])
+    ax = draw_runs([run]).axes[0]
+    assert "bootstrap" not in ax.get_title() and not ax.collections  # no band, no promise of one
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["one (1 seed)"]
+    assert "moving average over 2 updates" in ax.get_title()  # default: about 1/50 of the 100 updates
+    assert "not smoothed" in draw_runs([run], window=1).axes[0].get_title()
+
+
+def test_plot_bridges_updates_with_no_episode_and_draws_the_iqm_apart(tmp_path):
+    from purejaxppo.plotting import draw_runs
+
+    returns = [[float(u + s) for s in range(4)] for u in range(30)]
+    returns[10] = [None] * 4  # no seed finished an episode in update 11
+    run = write_metrics(tmp_path / "four", returns)
+    ax = draw_runs([run], window=1).axes[0]
+    mean, iqm_line = ax.get_lines()
+    assert np.isfinite(mean.get_ydata()).all() and len(mean.get_xdata()) == 29  # bridged, not a gap
+    assert mean.get_linestyle() == "-" and iqm_line.get_linestyle() == ":"
+    assert iqm_line.get_linewidth() < mean.get_linewidth()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["four: mean of 4 seeds", "four: IQM"]
+    assert "95% bootstrap CI" in ax.get_title() and len(ax.collections) == 1
+
+
+@pytest.mark.timeout(300)
+def test_compare_table_matches_load_policy(trained_run, capsys, tmp_path):
+    import jax
+
+    from purejaxppo import load_policy
+    from purejaxppo.compare import compare_runs
+    from purejaxppo.plotting import bootstrap_ci, iqm
+
+    other = tmp_path / "other"
+    code, _, err = run_cli(capsys, *TRAIN, "--seed", "1", "--logdir", other)
+    assert code == 0, err
+    empty = tmp_path / "empty"  # a run directory with no checkpoint yet
+    empty.mkdir()
+    for name in ("config.json", "run.json"):
+        (empty / name).write_text((trained_run / name).read_text())
+
+    results = compare_runs([trained_run, other, empty], episodes=4, eval_seed=0)
+    key = jax.random.key(0)
+    for result, run in zip(results[:2], (trained_run, other)):
+        direct = np.array([float(np.mean(load_policy(run, seed_index=s).evaluate(4, key))) for s in range(2)])
+        np.testing.assert_allclose(result.returns, direct, rtol=1e-6)
+        stats = result.stats()
+        low, high = bootstrap_ci(direct[:, None])
+        assert stats["mean"] == pytest.approx(direct.mean()) and stats["iqm"] == pytest.approx(float(iqm(direct)))
+        assert (stats["ci_low"], stats["ci_high"]) == pytest.approx((low[0], high[0]))
+        assert result.steps_per_seed == 1280 and result.note is None
+    assert results[2].returns is None and results[2].note == "no checkpoint yet"
+
+    code, out, err = run_cli(capsys, "compare", trained_run, other, empty, "--episodes", "4")
+    assert code == 0 and "Traceback" not in err, err
+    header, first, second, third = out.splitlines()[2:6]
+    assert header.split()[:8] == ["run", "env", "seeds", "steps/seed", "wall", "s", "return", "IQM"]
+    assert header.split()[-1] == "seed"  # the only setting that differs (run.json)
+    assert f"{results[0].stats()['mean']:.2f}" in first and "1,280" in first and first.split()[-1] == "0"
+    assert f"{results[1].stats()['iqm']:.2f}" in second and second.split()[-1] == "1"
+    assert "[1]" in third and third.split()[4:9] == ["-"] * 5
+    assert f"[1] {empty}: no checkpoint yet" in out
+    code, out, _ = run_cli(capsys, "compare", trained_run, empty, "--episodes", "4", "--csv")
+    rows = out.splitlines()
+    assert code == 0 and rows[0].startswith("run,env,seeds,update,steps_per_seed,wall_seconds,return_mean")
+    assert rows[1].split(",")[3:5] == ["20", "1280"] and rows[2].endswith("no checkpoint yet")
+    code, out, _ = run_cli(capsys, "compare", trained_run, "--episodes", "4", "--markdown")
+    assert code == 0 and "| run | env | seeds |" in out

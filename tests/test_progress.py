@@ -12,7 +12,8 @@ import pytest
 
 from purejaxppo import PPOConfig, make_train
 from purejaxppo.checkpoint import batched_keys
-from purejaxppo.progress import ProgressBar, chunk_runner, progress_enabled, return_summary, stack_metrics
+from purejaxppo.progress import (ProgressBar, chunk_runner, device_description, progress_enabled, return_summary,
+                                 stack_metrics)
 
 TINY = PPOConfig(num_envs=4, num_steps=16, total_timesteps=1280)  # == the CLI tests' config
 NUM_SEEDS = 2
@@ -91,3 +92,34 @@ def test_progress_off_when_quiet_or_not_a_terminal():
     assert return_summary(np.array([np.nan, np.nan])) == "n/a"
     assert return_summary(np.array([1.0, 3.0])) == "2±1"
     assert stack_metrics([]) == {}
+
+
+def test_progress_bar_says_its_rate_is_per_seed():
+    out = io.StringIO()
+    bar = ProgressBar(total_steps=640, num_seeds=2, enabled=True, file=out, desc="CartPole-v1 x2")
+    for u in (1, 2, 3):
+        bar({"update": np.array([u, u]), "env_steps": np.array([64 * u] * 2), "episode_return": np.array([1.0, 2.0])})
+    bar.close()
+    text = out.getvalue()
+    assert "steps per seed" in text and "steps/s per seed" in text
+
+
+def test_device_description_names_the_backend_and_device():
+    text = device_description()
+    assert text.startswith(f"{jax.default_backend()} (") and text.endswith(")")
+    if jax.default_backend() == "cpu":
+        assert str(jax.devices()[0]) in text
+
+
+@pytest.mark.timeout(120)
+def test_compile_is_timed_apart_and_changes_nothing():
+    runner = chunk_runner(TINY)
+    states = runner.init(batched_keys(0, NUM_SEEDS))
+    compiled, seconds = runner.compile(states)
+    assert seconds >= 0 and int(compiled.updates_done[0]) == 0 and runner.compiled_count() == 1
+    again, _ = runner.compile(compiled)
+    assert runner.compiled_count() == 1  # zero updates, the same executable as every chunk
+    reference, _ = runner.run(runner.init(batched_keys(0, NUM_SEEDS)), 2)
+    after, _ = runner.run(again, 2)
+    for a, b in zip(jax.tree.leaves(reference.params), jax.tree.leaves(after.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

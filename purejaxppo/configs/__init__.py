@@ -12,6 +12,7 @@ what its settings are based on.
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -99,9 +100,38 @@ def load_config(env_name_or_path: str | Path) -> PPOConfig:
     return PPOConfig(env_name=str(env_name_or_path))
 
 
+def _toml_value(value: Any) -> str:
+    """A TOML literal for a config value: str, bool, int, float, a list of them, or a table (inline)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string: the same escapes as JSON's
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise ValueError(f"cannot write {value!r} ({type(value).__name__}) to TOML")
+
+
+def config_toml(config: PPOConfig, comment: str = "") -> str:
+    """`config` as a TOML config file (every field, `load_config` reads it back to an equal config); `comment` lines
+    go on top as ``#`` comments."""
+    lines = [f"# {line}".rstrip() for line in comment.splitlines()]
+    values = config.to_dict()
+    kwargs = values.pop("env_kwargs")
+    lines += [f"{name} = {_toml_value(value)}" for name, value in values.items()]
+    lines += ["", "[env_kwargs]"] + [f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in kwargs.items()]
+    return "\n".join(lines) + "\n"
+
+
 __all__ = [
     "CONFIG_DIR",
     "config_from_file",
+    "config_toml",
     "is_config_path",
     "load_config",
     "read_config_file",
