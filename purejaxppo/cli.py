@@ -1,10 +1,11 @@
-"""The ``purejaxppo`` command line (also ``python -m purejaxppo``): train, eval, plot, compare, list-envs.
+"""The ``purejaxppo`` command line (also ``python -m purejaxppo``): train, eval, export, plot, compare, list-envs.
 
     purejaxppo train                                   # CartPole-v1, its shipped config, 1 seed
     purejaxppo train --env Breakout-MinAtar --num-seeds 4 --learning-rate 3e-4 --checkpoint-every 100
     purejaxppo train --config-file my.toml --config.gamma 0.995 --logdir runs/mine
     purejaxppo train --resume runs/mine                # continue a stopped or killed run, bit-identically
     purejaxppo eval runs/mine --episodes 100 [--sample] [--gif cartpole.gif]
+    purejaxppo export runs/mine --format onnx [--seed-index 0] [--out policy.onnx]
     purejaxppo plot runs/a runs/b --out curves.png
     purejaxppo compare runs/a runs/b [--episodes 32] [--csv | --markdown]
     purejaxppo list-envs
@@ -62,8 +63,8 @@ EXTRAS = {"tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb", "wa
 DEFAULT_ENV = "CartPole-v1"
 DEFAULT_CHECKPOINTS_PER_RUN = 10
 DESCRIPTION = ("PPO in pure JAX: train on gymnax environments (one jitted program per run, many seeds at once), "
-               "evaluate checkpoints, plot learning curves, compare runs. `purejaxppo COMMAND --help` for each "
-               "command.")
+               "evaluate checkpoints, export policies (ONNX, StableHLO), plot learning curves, compare runs. "
+               "`purejaxppo COMMAND --help` for each command.")
 
 # ------------------------------------------------------------------------------------------- PPOConfig as flags
 # Built from `configfields` (PPOConfig's fields read from config.py's source), so that --help and a bad flag never
@@ -229,6 +230,24 @@ class Eval:
 
 
 @dataclasses.dataclass(frozen=True)
+class Export:
+    """Export a trained policy's greedy action (observation normalisation built in) as ONNX or StableHLO, for use
+    without purejaxppo; a .json description of inputs and outputs is written next to it (see docs/export.md)."""
+
+    path: tyro.conf.Positional[Path]
+    """A run directory (its latest checkpoint), its checkpoints/ directory, or checkpoints/<update>."""
+    format: Literal["onnx", "stablehlo"]
+    """onnx (needs the export extra: jax2onnx, onnxruntime) or stablehlo (jax.export's serialized program)."""
+    seed_index: int = 0
+    """Which of the run's seeds to export."""
+    out: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="(default: <run>/policy_seed<I>.onnx|.stablehlo)")
+                   ] = None
+    """The file to write."""
+    batch_size: Annotated[int | None, tyro.conf.arg(help_behavior_hint="(default: dynamic, any batch size)")] = None
+    """A fixed batch size for the exported function's inputs."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Plot:
     """Learning curves of one or more runs as a PNG: per run the mean over seeds, with a 95% bootstrap band (2+ seeds)
     and the interquartile mean (dotted, 4+ seeds)."""
@@ -274,6 +293,7 @@ class ListEnvs:
 Command = (
     Annotated[Train, tyro.conf.subcommand("train")]
     | Annotated[Eval, tyro.conf.subcommand("eval")]
+    | Annotated[Export, tyro.conf.subcommand("export")]
     | Annotated[Plot, tyro.conf.subcommand("plot")]
     | Annotated[Compare, tyro.conf.subcommand("compare")]
     | Annotated[ListEnvs, tyro.conf.subcommand("list-envs")]
@@ -763,6 +783,18 @@ def eval_command(cmd: Eval) -> int:
     return 0
 
 
+def export_command(cmd: Export) -> int:
+    """Write the exported policy and its description; print where."""
+    from purejaxppo.export import export_policy
+
+    _check_positive("batch-size", cmd.batch_size)
+    if cmd.seed_index < 0:
+        raise UsageError(f"--seed-index must be >= 0, got {cmd.seed_index}")
+    path = export_policy(cmd.path, cmd.format, seed_index=cmd.seed_index, out=cmd.out, batch_size=cmd.batch_size)
+    print(f"wrote {path} ({cmd.format}; inputs and outputs described in {path}.json)")
+    return 0
+
+
 def plot_command(cmd: Plot) -> int:
     from purejaxppo.plotting import plot_runs
 
@@ -803,7 +835,7 @@ def list_envs_command(cmd: ListEnvs) -> int:
     return 0
 
 
-_DISPATCH = {Train: train_command, Eval: eval_command, Plot: plot_command, Compare: compare_command,
+_DISPATCH = {Train: train_command, Eval: eval_command, Export: export_command, Plot: plot_command, Compare: compare_command,
              ListEnvs: list_envs_command}
 
 

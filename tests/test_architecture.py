@@ -22,12 +22,13 @@ ORDER = (
     # scale and the user API
     "sweeps", "parallel", "trainer",
     # the host side
-    "checkpoint", "logs", "configfields", "runlock", "progress", "plotting", "compare", "cli",
+    "checkpoint", "export", "logs", "configfields", "runlock", "progress", "plotting", "compare", "cli",
     "__init__", "__main__",
 )
 # Imports allowed inside functions: optional extras, and the command line's deliberate lazy imports.
 LAZY_IMPORTS_ALLOWED = {
     "brax_env": {"brax"},
+    "export": {"jax2onnx", "onnxruntime"},
     "logs": {"tensorboardX", "wandb"},
     "plotting": {"gymnasium", "pygame", "gymnax.visualize"},
     "cli": None,  # any
