@@ -8,15 +8,16 @@
     replay(config, *result.schedule(member))    # that member's hyperparameter schedule as a single run
 
 How it works. The P members train as `sweep`'s cells do: one `RunState` each and their own float hyperparameters
-(batched `PPOConfig` leaves), `jax.vmap`-ed. The run is cut into S = num_updates / ready_every segments of `ready_every`
-updates. After every segment but the last (G = S - 1 generations), on the device: each member's recent return (the
-NaN-aware mean of its episode_return over the segment) is ranked; each member of the bottom `quantile` copies the
-parameters, optimiser state and observation / reward normalisation statistics of a uniformly chosen member of the top
-`quantile` (exploit), then perturbs the copied hyperparameters (explore: a range's value is multiplied by 0.8 or 1.2 and
-clipped to the range; a list of choices moves to a neighbouring choice). A member keeps its own environments, its own
-random key and its update counter, so all members stay at the same point of the learning-rate schedule: with
-anneal_lr the learning rate at update u is ``lr * (1 - u / num_updates)`` where lr, the member's `learning_rate` leaf,
-is its base rate (the copied Adam step count is the same as the member's own).
+(batched `PPOConfig` leaves), `jax.vmap`-ed. The run is cut into S = num_updates / ready_every segments of
+`ready_every` updates. After every segment but the last (G = S - 1 generations), on the device: each member's recent
+return (the NaN-aware mean of its episode_return over the segment) is ranked; each member of the bottom `quantile`
+copies the parameters, optimiser state and observation / reward normalisation statistics of a uniformly chosen member
+of the top `quantile` (exploit), then perturbs the copied hyperparameters (explore: a range's value is multiplied by
+0.8 or 1.2 and clipped to the range; a list of choices moves to a neighbouring choice, staying put at an end half the
+time). A member keeps its own environments, its own random key and its update counter, so all members stay at the same
+point of the learning-rate schedule: with anneal_lr the learning rate at update u is ``lr * (1 - u / num_updates)``
+where lr, the member's `learning_rate` leaf, is its base rate (the copied Adam step count is the same as the member's
+own).
 
 Design: one `lax.scan` over the segments, not a host loop over one jitted chunk. The generation step (ranking, gather,
 perturbation) is a handful of tiny array ops that belong to the same program, the hyperparameters are traced values
@@ -258,7 +259,7 @@ def pbt(
 
     Args:
       config: the base `PPOConfig` (its static fields are shared; its other float leaves are every member's).
-      population: the number of members P >= 2.
+      population: the number of members P (a population of 1 never exploits: plain training with a schedule).
       hyperparameters: ``{name: (low, high)}`` (a tuple: a range) or ``{name: [choices]}`` (a list), float
         hyperparameters only (`config.HYPERPARAMETERS`).
       ready_every: updates per segment; ``config.num_updates`` must be a multiple of it, at least two segments.
