@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time `__getattr__` impor
     from purejaxppo.checkpoint import LoadedPolicy, load_policy
     from purejaxppo.config import PPOConfig
     from purejaxppo.evaluation import evaluate
+    from purejaxppo.pbt import PBTResult, pbt
     from purejaxppo.metrics import METRIC_NAMES
     from purejaxppo.policies import Policy, make_policy
     from purejaxppo.sweeps import SweepResult, sweep
@@ -29,6 +30,7 @@ _PUBLIC = {
     "evaluate": "evaluation",
     "METRIC_NAMES": "metrics",
     "Policy": "policies", "make_policy": "policies",
+    "PBTResult": "pbt", "pbt": "pbt",
     "SweepResult": "sweeps", "sweep": "sweeps",
     "RunState": "train", "Setup": "train", "TrainOutput": "train", "make_setup": "train", "make_train": "train",
     "make_train_functions": "train",
@@ -38,6 +40,7 @@ _PUBLIC = {
 __all__ = [  # the names of _PUBLIC, and __version__
     "METRIC_NAMES",
     "LoadedPolicy",
+    "PBTResult",
     "PPOConfig",
     "PPOTrainer",
     "Policy",
@@ -52,6 +55,7 @@ __all__ = [  # the names of _PUBLIC, and __version__
     "make_setup",
     "make_train",
     "make_train_functions",
+    "pbt",
     "sweep",
 ]
 

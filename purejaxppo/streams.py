@@ -11,6 +11,7 @@ on, draws exactly the numbers an uninterrupted run draws. Per update u, a stream
 | evaluation | 999 | in-training greedy evaluation (a stream training never reads) |
 | initial reset | 10_000 | the environments' first reset |
 | minibatch shuffle | 0xA11CE | the epochs' permutations (also `PPOTrainer`'s, per call) |
+| population-based training | 0x9B7 | `pbt`'s initial hyperparameters (no index) and its exploit/explore (per generation) |
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ ENV = 2
 EVAL = 999
 RESET = 10_000
 SHUFFLE = 0xA11CE
+PBT = 0x9B7
 
 
 def stream(key: jax.Array, stream_id: int, index=None) -> jax.Array:

@@ -3,6 +3,7 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.timeout(60)
@@ -177,3 +178,24 @@ def test_the_peer_must_be_named(capsys):
     with pytest.raises(SystemExit):
         peers.main(["--seeds", "1"])
     assert "--purejaxrl-dir" in capsys.readouterr().err
+
+
+pbt_bench = _load("pbt")
+
+
+def test_pbt_budget_is_a_multiple_of_the_segments():
+    config, ready_every = pbt_bench.budget_config("Acrobot-v1", 0.5, 10)
+    assert config.num_updates == 10 * ready_every and config.total_timesteps == config.num_updates * config.batch_size
+    assert config.total_timesteps <= 250_000
+
+
+def test_pbt_last_return_is_nan_aware():
+    metrics = np.array([[np.nan, 1.0, 3.0], [np.nan, np.nan, np.nan]])
+    np.testing.assert_array_equal(pbt_bench.last_return(metrics, last=3), [2.0, -np.inf])
+
+
+def test_pbt_markdown_labels_a_reduced_budget():
+    side = {"iqm": -100.0, "ci": [-110.0, -90.0], "seconds": 1.0}
+    row = {"env": "Acrobot-v1", "budget_scale": 0.5, "budget_per_member": 1000, "seeds": 2, "pbt": side, "grid": side}
+    text = pbt_bench.markdown({"device": "cpu-2core", "rows": [row]})
+    assert "reduced budget x0.5" in text and "-100.0 [-110.0, -90.0]" in text
