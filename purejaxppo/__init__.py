@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time `__getattr__` impor
     from purejaxppo.checkpoint import LoadedPolicy, load_policy
     from purejaxppo.config import PPOConfig
     from purejaxppo.evaluation import evaluate
-    from purejaxppo.pbt import PBTResult, pbt
+    from purejaxppo.population import PBTResult, pbt
     from purejaxppo.metrics import METRIC_NAMES
     from purejaxppo.policies import Policy, make_policy
     from purejaxppo.sweeps import SweepResult, sweep
@@ -30,7 +30,7 @@ _PUBLIC = {
     "evaluate": "evaluation",
     "METRIC_NAMES": "metrics",
     "Policy": "policies", "make_policy": "policies",
-    "PBTResult": "pbt", "pbt": "pbt",
+    "PBTResult": "population", "pbt": "population",
     "SweepResult": "sweeps", "sweep": "sweeps",
     "RunState": "train", "Setup": "train", "TrainOutput": "train", "make_setup": "train", "make_train": "train",
     "make_train_functions": "train",

@@ -20,7 +20,7 @@ ORDER = (
     # the pipeline
     "rollout", "batch", "metrics", "evaluation", "train",
     # scale and the user API
-    "sweeps", "pbt", "parallel", "trainer",
+    "sweeps", "population", "parallel", "trainer",
     # the host side
     "checkpoint", "export", "logs", "configfields", "runlock", "progress", "plotting", "compare", "cli",
     "__init__", "__main__",

@@ -9,7 +9,7 @@ import pytest
 
 import purejaxppo
 from purejaxppo import PPOConfig, streams
-from purejaxppo.pbt import TRACES, PBTResult, exploit_explore, pbt, replay
+from purejaxppo.population import TRACES, PBTResult, exploit_explore, pbt, replay
 from purejaxppo.train import init, make_setup
 
 # 12 updates, 3 segments of 4 (2 generations)

@@ -1,4 +1,4 @@
-"""`pbt`: population-based training (Jaderberg et al., 2017) of one config, the whole run one compiled program.
+"""Population-based training (Jaderberg et al., 2017), `pbt`: one config, the whole run one compiled program.
 
     result = pbt(PPOConfig(env_name="CartPole-v1"), population=8, ready_every=10, key=jax.random.key(0),
                  hyperparameters={"learning_rate": (1e-4, 1e-3), "entropy_coeff": [0.0, 0.01, 0.05]})
@@ -45,8 +45,6 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
-import types
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -322,14 +320,3 @@ def _replay_program(config: PPOConfig, names: tuple[str, ...], segments: int):
         return TrainOutput(state, jax.tree.map(lambda m: m.reshape(-1), metrics))
 
     return jit(program)
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable as `pbt`: ``purejaxppo.pbt`` is the module once it is imported (Python binds a
-    submodule to its package's attribute), so ``purejaxppo.pbt(config, ...)`` works either way."""
-
-    def __call__(self, *args, **kwargs) -> PBTResult:
-        return pbt(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
