@@ -459,6 +459,14 @@ def restore_run_state(path: str | Path, step: int | None = None) -> tuple[Any, d
     return state, meta, fns
 
 
+def check_finite_params(params, path: str | Path, seed_index: int) -> None:
+    """Raise a `CheckpointError` if one seed's restored parameters hold NaN or infinite values."""
+    bad = sum(int(np.sum(~np.isfinite(np.asarray(x)))) for x in jax.tree.leaves(params))
+    if bad:
+        raise CheckpointError(f"checkpoint {path} holds {bad} non-finite parameter value(s) for seed {seed_index}: "
+                              "its training diverged, so there is no policy to evaluate")
+
+
 def load_policy(path: str | Path, seed_index: int = 0, deterministic: bool = True, step: int | None = None
                 ) -> LoadedPolicy:
     """Restore one seed's policy from a run directory or a checkpoint directory, with nothing else needed.
@@ -479,10 +487,7 @@ def load_policy(path: str | Path, seed_index: int = 0, deterministic: bool = Tru
     one = jax.tree.map(lambda x: x[seed_index], state)
     config, setup = PPOConfig.from_dict(meta["config"]), fns.setup
     params, obs_stats = one.params, one.obs_stats
-    bad = sum(int(np.sum(~np.isfinite(np.asarray(x)))) for x in jax.tree.leaves(params))
-    if bad:
-        raise CheckpointError(f"checkpoint {path} holds {bad} non-finite parameter value(s) for seed {seed_index}: "
-                              "its training diverged, so there is no policy to evaluate")
+    check_finite_params(params, path, seed_index)
 
     @jax.jit
     def _act(carry, obs, reset, key, mask):

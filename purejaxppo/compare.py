@@ -1,7 +1,8 @@
 """A table comparing run directories (``purejaxppo compare RUN [RUN ...]``).
 
 Per run: the final greedy return, measured now by evaluating each seed's latest checkpoint
-(``load_policy(run, seed_index=s).evaluate(episodes, key)``, the same key for every seed) and summarised over seeds as
+(what ``load_policy(run, seed_index=s).evaluate(episodes, key)`` gives, the same key for every seed, with the
+run restored once and all seeds played in one vmapped program) and summarised over seeds as
 the mean, the interquartile mean and a 95% percentile-bootstrap confidence interval of the mean (`plotting.iqm`,
 `plotting.bootstrap_ci`); the steps per seed of that checkpoint; the wall time of the run's last session (summary.json);
 and the settings that differ between the runs (config.json, plus the seed count and base seed from run.json). A
@@ -21,7 +22,8 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from purejaxppo.checkpoint import CheckpointError, checkpoint_dir, load_policy
+from purejaxppo.checkpoint import CheckpointError, check_finite_params, checkpoint_dir, restore_run_state
+from purejaxppo.evaluation import play_episodes
 from purejaxppo.logs import CONFIG_FILE, RUN_FILE, SUMMARY_FILE, read_json
 from purejaxppo.plotting import bootstrap_ci, iqm
 
@@ -60,7 +62,8 @@ def _read_optional(path: Path) -> dict[str, Any]:
 
 
 def evaluate_run(run_dir: str | Path, episodes: int = 32, key: jax.Array | None = None) -> RunResult:
-    """Evaluate every seed of a run's latest checkpoint with `load_policy`; never raises for a bad run directory."""
+    """Evaluate every seed of a run's latest checkpoint greedily, as `load_policy(run, seed_index=s).evaluate` does but
+    restored once and played in one program vmapped over the seeds; never raises for a bad run directory."""
     run = Path(run_dir)
     key = jax.random.key(0) if key is None else key
     config, info, summary = (_read_optional(run / name) for name in (CONFIG_FILE, RUN_FILE, SUMMARY_FILE))
@@ -75,16 +78,19 @@ def evaluate_run(run_dir: str | Path, episodes: int = 32, key: jax.Array | None 
     ckpts = checkpoint_dir(run)
     if not ckpts.is_dir() or not any(p.name.isdigit() for p in ckpts.iterdir()):
         return RunResult(**partial, note="no checkpoint yet")
-    returns, update, steps = [], None, None
     try:
-        for seed in range(int(info["num_seeds"])):
-            loaded = load_policy(run, seed_index=seed)
-            returns.append(float(np.mean(np.asarray(loaded.evaluate(episodes, key)))))
-            update, steps = loaded.update, loaded.update * loaded.config.batch_size
+        state, meta, fns = restore_run_state(run)  # every seed at once, read once
+        for seed in range(int(meta["num_seeds"])):
+            check_finite_params(jax.tree.map(lambda x, s=seed: x[s], state.params), run, seed)
+        setup, config = fns.setup, fns.setup.config
+        play = jax.jit(jax.vmap(lambda params, stats: play_episodes(setup.env, setup.policy, params, stats, key,
+                                                                     config, episodes)))
+        returns = np.asarray(play(state.params, state.obs_stats)).mean(axis=1)  # [S]: each seed's mean return
     except (ValueError, TypeError, CheckpointError, OSError) as e:
         return RunResult(**partial, note=" ".join(str(e).split()))
-    return RunResult(**{**partial, "update": update, "steps_per_seed": steps, "returns": np.asarray(returns)},
-                     note=None)
+    update = int(meta["update"])
+    return RunResult(**{**partial, "update": update, "steps_per_seed": update * config.batch_size,
+                        "returns": returns}, note=None)
 
 
 def differing_settings(results: Sequence[RunResult]) -> list[str]:

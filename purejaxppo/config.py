@@ -220,6 +220,13 @@ def _unflatten(aux, leaves) -> PPOConfig:
 jax.tree_util.register_pytree_with_keys(PPOConfig, _flatten_with_keys, _unflatten, _flatten)
 
 
+def with_hyperparameters(config: PPOConfig, values: Mapping[str, Any]) -> PPOConfig:
+    """`config` with some float leaves replaced by ``values`` (possibly tracers), without validation: what `sweep`
+    and `pbt` hand to the train functions for one cell or member."""
+    leaves, treedef = jax.tree_util.tree_flatten(config)
+    return jax.tree_util.tree_unflatten(treedef, [values.get(n, v) for n, v in zip(HYPERPARAMETERS, leaves)])
+
+
 # ---------------------------------------------------------------------------------------------------- validation
 def _normalise_fields(config: PPOConfig) -> None:
     """Coerce inputs to canonical, hashable forms without touching the caller's objects."""

@@ -54,7 +54,7 @@ import numpy as np
 
 from purejaxppo import streams
 from purejaxppo.compiler import jit
-from purejaxppo.config import HYPERPARAMETERS, STATIC_FIELDS, PPOConfig
+from purejaxppo.config import HYPERPARAMETERS, STATIC_FIELDS, PPOConfig, with_hyperparameters
 from purejaxppo.train import RunState, TrainOutput, init, make_setup, run
 
 EXPLORE_FACTORS = (0.8, 1.2)
@@ -124,12 +124,6 @@ def _check_space(config: PPOConfig, hyperparameters: Mapping[str, Any]) -> _Spac
         kinds.append(kind)
         bounds.append(values)
     return _Space(tuple(names), tuple(kinds), tuple(bounds))
-
-
-def _with_values(config: PPOConfig, values: Mapping[str, jax.Array]) -> PPOConfig:
-    """`config` with some float leaves replaced (possibly by tracers), without validation."""
-    leaves, treedef = jax.tree_util.tree_flatten(config)
-    return jax.tree_util.tree_unflatten(treedef, [values.get(n, v) for n, v in zip(HYPERPARAMETERS, leaves)])
 
 
 def _nanmean(x: jax.Array, axis: int = -1) -> jax.Array:
@@ -207,14 +201,14 @@ def _build_program(config: PPOConfig, space: _Space, population: int, ready_ever
     kinds, names = space.kinds, space.names
 
     def member_run(state, values, n):
-        return run(setup, state, _with_values(config, dict(zip(names, values))), n)
+        return run(setup, state, with_hyperparameters(config, dict(zip(names, values))), n)
 
     def program(key, bounds):
         TRACES["count"] += 1
         keys = jax.random.split(key, population)
         genes = _sample_initial(kinds, streams.stream(key, streams.PBT), population, bounds)
         values0 = _values(kinds, genes, bounds)
-        state = jax.vmap(lambda k, v: init(setup, k, _with_values(config, dict(zip(names, v)))))(keys, values0)
+        state = jax.vmap(lambda k, v: init(setup, k, with_hyperparameters(config, dict(zip(names, v)))))(keys, values0)
 
         def segment(carry, s):
             state, genes = carry
@@ -310,11 +304,11 @@ def _replay_program(config: PPOConfig, names: tuple[str, ...], segments: int):
     length = config.num_updates // segments
 
     def program(key, columns):
-        first = _with_values(config, {n: columns[n][0] for n in names})
+        first = with_hyperparameters(config, {n: columns[n][0] for n in names})
         state = init(setup, key, first)
 
         def segment(state, values):
-            return run(setup, state, _with_values(config, values), length)
+            return run(setup, state, with_hyperparameters(config, values), length)
 
         state, metrics = jax.lax.scan(segment, state, columns)
         return TrainOutput(state, jax.tree.map(lambda m: m.reshape(-1), metrics))

@@ -38,7 +38,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from purejaxppo.compiler import jit
-from purejaxppo.config import HYPERPARAMETERS, STATIC_FIELDS, PPOConfig, field_names
+from purejaxppo.config import HYPERPARAMETERS, STATIC_FIELDS, PPOConfig, field_names, with_hyperparameters
 from purejaxppo.train import RunState, init, make_setup, run
 
 BATCH_AXIS = "batch"
@@ -259,12 +259,6 @@ def _pad(x: np.ndarray, pad: int) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------------------------------------- program
-def _with_values(config: PPOConfig, values: Mapping[str, jax.Array]) -> PPOConfig:
-    """`config` with some float leaves replaced (possibly by tracers), without validation."""
-    leaves, treedef = jax.tree_util.tree_flatten(config)
-    return jax.tree_util.tree_unflatten(treedef, [values.get(n, v) for n, v in zip(HYPERPARAMETERS, leaves)])
-
-
 @functools.lru_cache(maxsize=8)
 def _cached_program(config: PPOConfig, names: tuple[str, ...], mesh: Mesh, keep_state: bool):
     return _build_program(config, names, mesh, keep_state, None, None)
@@ -286,7 +280,7 @@ def _build_program(config, names, mesh, keep_state, env, env_params):
     impl = _key_impl()
 
     def cell(key_data: jax.Array, values: dict[str, jax.Array]) -> tuple[RunState | None, dict]:
-        hp = _with_values(config, values)
+        hp = with_hyperparameters(config, values)
         state, metrics = run(setup, init(setup, jax.random.wrap_key_data(key_data, impl=impl), hp), hp)
         return (state.replace(key=jax.random.key_data(state.key)) if keep_state else None), metrics
 

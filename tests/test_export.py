@@ -120,7 +120,7 @@ def test_stablehlo_with_a_fixed_batch(runs, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------- recurrent
-def gru_episode_checks(runs, tmp_path, fmt: str) -> None:
+def assert_gru_episode_matches(runs, tmp_path, fmt: str) -> None:
     """Several whole MemoryChain episodes in NUM_ENVS environments, acting with the JAX policy: the exported
     function, its carry threaded from step to step, gives the same actions and carries."""
     loaded = load_policy(runs["gru"])
@@ -155,11 +155,11 @@ def gru_episode_checks(runs, tmp_path, fmt: str) -> None:
 
 @needs_onnx
 def test_onnx_gru_episode_with_the_carry_threaded(runs, tmp_path):
-    gru_episode_checks(runs, tmp_path, "onnx")
+    assert_gru_episode_matches(runs, tmp_path, "onnx")
 
 
 def test_stablehlo_gru_episode_with_the_carry_threaded(runs, tmp_path):
-    gru_episode_checks(runs, tmp_path, "stablehlo")
+    assert_gru_episode_matches(runs, tmp_path, "stablehlo")
 
 
 # --------------------------------------------------------------------------------------------------- errors
