@@ -8,7 +8,7 @@ Both spend P x budget environment steps. The kept policy of each is evaluated gr
 --episodes episodes on keys training never used); the table reports the IQM over seeds of those returns with a 95%
 percentile-bootstrap interval (seeds resampled), as benchmarks/returns.py does.
 
-    python benchmarks/pbt.py                                         # Pendulum-v1, Acrobot-v1, 4 seeds, P = 4
+    python benchmarks/pbt.py                                         # Pendulum-v1, Acrobot-v1, 8 seeds, P = 4
     python benchmarks/pbt.py --envs Acrobot-v1 --seeds 2 --budget-scale 0.05 --out /tmp/smoke
 
 Writes ``<out>/pbt-<device>.json`` and ``pbt-<device>.md``. A budget scale below 1 is labelled "reduced budget".
@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
 from pathlib import Path
 
-import jax
+# one CPU device per core: PBT's members and the grid's cells are split over them (XLA:CPU runs a program on one core)
+os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(os.cpu_count()))
+import jax  # noqa: E402
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -62,6 +65,7 @@ def run_env(env_name: str, seeds: int, episodes: int, budget_scale: float, segme
     rows = {"pbt": [], "grid": []}
     picks = {"pbt": [], "grid": []}
     times = {"pbt": 0.0, "grid": 0.0}
+    lineages = []  # per seed: PBT's lineage and each member's final training return (for `plot_lineage`)
     for k in range(seeds):
         t0 = time.perf_counter()
         res = pbt(config, population=len(GRID), hyperparameters={"learning_rate": (min(GRID), max(GRID))},
@@ -70,6 +74,9 @@ def run_env(env_name: str, seeds: int, episodes: int, budget_scale: float, segme
         best = res.best()
         rows["pbt"].append(greedy(config, take(res.state, best), k, episodes))
         picks["pbt"].append([float(x) for x in res.lineage["hyperparameters"]["learning_rate"][:, best]])
+        lineages.append({"parent": res.lineage["parent"].tolist(), "score": nan_to_none(res.lineage["score"]),
+                         "learning_rate": res.lineage["hyperparameters"]["learning_rate"].tolist(),
+                         "final_return": nan_to_none(last_return(res.metrics["episode_return"])), "best": best})
         t0 = time.perf_counter()
         grid = sweep(config, num_seeds=1, seed=k, learning_rate=GRID, keep_state=True)
         times["grid"] += time.perf_counter() - t0
@@ -87,14 +94,21 @@ def run_env(env_name: str, seeds: int, episodes: int, budget_scale: float, segme
         low, high = bootstrap_iqm_ci(values)
         out[side] = {"iqm": float(iqm(values)), "ci": [low, high], "mean": float(values.mean()),
                      "per_seed": rows[side], "picked_lr": picks[side], "seconds": round(times[side], 1)}
+    out["pbt"]["lineage"] = lineages
     return out
+
+
+def nan_to_none(x) -> list:
+    """A float array as a JSON-able nested list, non-finite values as None."""
+    return [nan_to_none(v) for v in x] if np.ndim(x) else (float(x) if np.isfinite(x) else None)
 
 
 def markdown(report: dict) -> str:
     lines = [f"# PBT vs grid sweep ({report['device']})", "",
              f"Population / grid size {len(GRID)} (learning rates {GRID}; PBT searches their range), greedy "
              f"evaluation IQM over seeds with 95% bootstrap CIs. Equal total environment steps per side. "
-             f"Wall times include compiles, on a shared machine.", "",
+             f"Both split their members / cells over {report.get('devices', 1)} device(s); wall times include "
+             f"compiles, on a shared machine.", "",
              "| env | steps per member | seeds | PBT IQM [95% CI] | grid best-cell IQM [95% CI] | PBT s | grid s |",
              "|---|---|---|---|---|---|---|"]
     for row in report["rows"]:
@@ -108,13 +122,14 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", default="Pendulum-v1,Acrobot-v1")
-    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--episodes", type=int, default=16)
     parser.add_argument("--budget-scale", type=float, default=1.0)
     parser.add_argument("--segments", type=int, default=10, help="PBT segments (generations + 1)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    report = {"device": device_name(), "platform": platform.platform(), "jax": jax.__version__,
+    report = {"device": device_name(), "devices": len(jax.devices()), "platform": platform.platform(),
+              "jax": jax.__version__,
               "rows": [run_env(env, args.seeds, args.episodes, args.budget_scale, args.segments)
                        for env in args.envs.split(",")]}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -163,7 +163,7 @@ def sweep(
     program = _program(config, plan.names, mesh, keep_state, env, env_params)
     sharding = NamedSharding(mesh, P(mesh.axis_names))  # the batch axis of cells split over every axis of the mesh
     state, metrics = program(_global_array(keys, sharding), {n: _global_array(v, sharding) for n, v in values.items()})
-    state, metrics = _gather((state, metrics))
+    state, metrics = gather_to_host((state, metrics))
     num_cells = len(plan.settings) * num_seeds
     shape = (*(len(plan.coords[a]) for a in plan.axes), num_seeds)
 
@@ -296,7 +296,7 @@ def _global_array(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
     return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
 
-def _gather(tree):
+def gather_to_host(tree):
     """Host NumPy copies of a tree of global arrays, on every process."""
     if jax.process_count() == 1:
         return jax.device_get(tree)

@@ -27,7 +27,7 @@ from jax.flatten_util import ravel_pytree
 
 from purejaxppo import streams
 from purejaxppo.batch import fit, prepare_batch, to_samples
-from purejaxppo.config import PPOConfig
+from purejaxppo.config import HYPERPARAMETERS, PPOConfig, with_hyperparameters
 from purejaxppo.envs import Env, make_env
 from purejaxppo.evaluation import play_episodes
 from purejaxppo.metrics import update_metrics
@@ -230,8 +230,33 @@ def make_train(config: PPOConfig, env=None, env_params=None) -> Callable[..., Tr
     """
     setup = make_setup(config, env, env_params)
 
-    def train(key: jax.Array, hparams: PPOConfig | None = None) -> TrainOutput:
+    def train(key: jax.Array, hparams: PPOConfig | None = None, schedule: dict | None = None) -> TrainOutput:
         hp = config if hparams is None else hparams
-        return TrainOutput(*run(setup, init(setup, key, hp), hp))
+        if schedule is None:
+            return TrainOutput(*run(setup, init(setup, key, hp), hp))
+        return TrainOutput(*run_schedule(setup, key, hp, schedule))
 
     return jax.jit(train)  # plain: users nest it (jax.jit(jax.vmap(train)))
+
+
+def run_schedule(setup: Setup, key: jax.Array, hp: PPOConfig, schedule: dict) -> tuple[RunState, dict]:
+    """A whole run whose hyperparameters follow `schedule` ``{name: [S] values}``: the S segments of
+    ``num_updates / S`` updates each train with their row (what a `pbt` member's schedule replays as; fields not in
+    `schedule` keep `hp`'s values). Returns ``(state, metrics [num_updates])``."""
+    lengths = {jnp.shape(v) for v in schedule.values()}
+    if not schedule or len(lengths) != 1 or len(next(iter(lengths))) != 1:
+        raise ValueError(f"schedule must map hyperparameter names to 1-d arrays of one length, got shapes {lengths}")
+    unknown = [n for n in schedule if n not in HYPERPARAMETERS]
+    if unknown:
+        raise ValueError(f"schedule names {unknown} are not float hyperparameters; these are {list(HYPERPARAMETERS)}")
+    segments = next(iter(lengths))[0]
+    if segments < 1 or hp.num_updates % segments:
+        raise ValueError(f"num_updates ({hp.num_updates}) is not a multiple of the schedule's {segments} segments")
+    first = with_hyperparameters(hp, {name: v[0] for name, v in schedule.items()})
+    state = init(setup, key, first)
+
+    def segment(state, values):
+        return run(setup, state, with_hyperparameters(hp, values), hp.num_updates // segments)
+
+    state, metrics = jax.lax.scan(segment, state, schedule)
+    return state, jax.tree.map(lambda m: m.reshape(-1, *m.shape[2:]), metrics)
