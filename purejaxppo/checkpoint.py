@@ -42,6 +42,7 @@ from purejaxppo.config import PPOConfig
 from purejaxppo.evaluation import play_episodes, policy_action
 from purejaxppo.normalize import normalize_obs
 from purejaxppo.policies import act
+from purejaxppo.population import Space, abstract_population
 from purejaxppo.train import Setup, TrainFunctions, make_train_functions
 from purejaxppo.version import __version__
 
@@ -60,11 +61,14 @@ class CorruptCheckpointError(CheckpointError):
 
 
 class RunLayout(NamedTuple):
-    """What a training state's shapes and values depend on besides the code: the config and the seeds."""
+    """What a training state's shapes and values depend on besides the code: the config and the seeds (for a `pbt`
+    run: the members), and for a PBT run its settings (`pbt`: population, search space, ready_every, quantile, as
+    JSON; the checkpoint then holds a `population.PopulationState`)."""
 
     config: PPOConfig
     num_seeds: int
     seed: int
+    pbt: dict | None = None
 
 
 def _quiet_absl() -> None:
@@ -142,7 +146,8 @@ def abstract_state(init_fn: Callable, layout: RunLayout) -> Any:
 
 
 def layout_meta(layout: RunLayout) -> dict[str, Any]:
-    return {"config": layout.config.to_dict(), "num_seeds": layout.num_seeds, "seed": layout.seed}
+    meta = {"config": layout.config.to_dict(), "num_seeds": layout.num_seeds, "seed": layout.seed}
+    return meta if layout.pbt is None else {**meta, "pbt": layout.pbt}
 
 
 def config_differences(saved: dict[str, Any], expected: dict[str, Any]) -> list[str]:
@@ -213,10 +218,11 @@ class Checkpointer:
         return steps[-1] if steps else None
 
     # ------------------------------------------------------------------------------------------------------ save
-    def save(self, state: Any, layout: RunLayout) -> int:
-        """Save the batched [S] `state` at its update counter and return that step. Blocks until finalised."""
+    def save(self, state: Any, layout: RunLayout, step: int | None = None) -> int:
+        """Save the batched [S] `state` as `step` (default: its update counter) and return the step. Blocks until
+        finalised."""
         arrays, key_impls = state_to_arrays(state)
-        step = int(np.asarray(arrays["updates_done"]).reshape(-1)[0])
+        step = int(np.asarray(arrays["updates_done"]).reshape(-1)[0]) if step is None else int(step)
         meta = {
             "format": FORMAT_VERSION,
             "purejaxppo_version": __version__,
@@ -321,8 +327,8 @@ class Checkpointer:
         if layout is not None:
             expected = layout_meta(layout)
             diffs = config_differences(meta.get("config", {}), expected["config"])
-            diffs += [f"{k}: {meta.get(k)!r} (checkpoint) vs {expected[k]!r} (this run)"
-                      for k in ("num_seeds", "seed") if meta.get(k) != expected[k]]
+            diffs += [f"{k}: {meta.get(k)!r} (checkpoint) vs {expected.get(k)!r} (this run)"
+                      for k in ("num_seeds", "seed", "pbt") if meta.get(k) != expected.get(k)]
             if diffs:
                 raise CheckpointError(f"checkpoint {where} belongs to a different run: " + "; ".join(diffs))
         expected_shapes = leaf_shapes(abstract)
@@ -453,10 +459,20 @@ def restore_run_state(path: str | Path, step: int | None = None) -> tuple[Any, d
             config = PPOConfig.from_dict(meta["config"])
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"checkpoint {directory / str(meta['step'])} holds an invalid config: {e}") from None
-        layout = RunLayout(config, int(meta["num_seeds"]), int(meta["seed"]))
+        layout = RunLayout(config, int(meta["num_seeds"]), int(meta["seed"]), meta.get("pbt"))
         fns = make_train_functions(config)
-        state, meta = ckpt.restore(abstract_state(fns.init, layout), layout, meta["step"])
+        if layout.pbt is None:
+            state, meta = ckpt.restore(abstract_state(fns.init, layout), layout, meta["step"])
+        else:  # a `pbt` run: its members are the seeds
+            state, meta = ckpt.restore(abstract_population_of(layout), layout, meta["step"])
+            state = state.members
     return state, meta, fns
+
+
+def abstract_population_of(layout: RunLayout) -> Any:
+    """The `population.PopulationState` shapes a PBT run's checkpoint restores into (`layout.pbt` set)."""
+    space = Space.from_json(layout.pbt["search"])
+    return abstract_population(layout.config, space.shape(), layout.num_seeds, int(layout.pbt["ready_every"]))
 
 
 def check_finite_params(params, path: str | Path, seed_index: int) -> None:

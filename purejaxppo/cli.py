@@ -1,9 +1,10 @@
-"""The ``purejaxppo`` command line (also ``python -m purejaxppo``): train, eval, export, plot, compare, list-envs.
+"""The ``purejaxppo`` command line (also ``python -m purejaxppo``): train, pbt, eval, export, plot, compare, list-envs.
 
     purejaxppo train                                   # CartPole-v1, its shipped config, 1 seed
     purejaxppo train --env Breakout-MinAtar --num-seeds 4 --learning-rate 3e-4 --checkpoint-every 100
     purejaxppo train --config-file my.toml --config.gamma 0.995 --logdir runs/mine
     purejaxppo train --resume runs/mine                # continue a stopped or killed run, bit-identically
+    purejaxppo pbt --env Pendulum-v1 --population 8 --search learning_rate=1e-4:3e-3 entropy_coeff=0,0.01
     purejaxppo eval runs/mine --episodes 100 [--sample] [--gif cartpole.gif]
     purejaxppo export runs/mine --format onnx [--seed-index 0] [--out policy.onnx]
     purejaxppo plot runs/a runs/b --out curves.png
@@ -62,6 +63,7 @@ SEED_RANGE = (0, 2**32 - 1)  # jax.random.key takes a 32-bit seed without x64
 EXTRAS = {"tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb", "wandb")}  # flag: (module, extra)
 DEFAULT_ENV = "CartPole-v1"
 DEFAULT_CHECKPOINTS_PER_RUN = 10
+DEFAULT_POPULATION, DEFAULT_QUANTILE = 8, 0.25  # purejaxppo pbt
 DESCRIPTION = ("PPO in pure JAX: train on gymnax environments (one jitted program per run, many seeds at once), "
                "evaluate checkpoints, export policies (ONNX, StableHLO), plot learning curves, compare runs. "
                "`purejaxppo COMMAND --help` for each command.")
@@ -210,6 +212,49 @@ class Train:
 
 
 @dataclasses.dataclass(frozen=True)
+class Pbt:
+    """Population-based training: P members of one config train in one compiled program; every --ready-every updates
+    each member of the bottom --quantile (by its return over those updates) copies the weights of a member of the top
+    --quantile and perturbs the copied hyperparameters (x0.8 or x1.2 within a range, a neighbouring choice).
+
+    Writes <logdir>/config.json, run.json, metrics.jsonl (one line per update and member, the member under "seed"),
+    lineage.json and lineage.png (who copied whom, each member's hyperparameters over time), checkpoints/ and
+    summary.json. `eval`, `export` and `compare` take the run, --seed-index picking the member."""
+
+    search: Annotated[tuple[str, ...], tyro.conf.arg(
+        metavar="NAME=LOW:HIGH|NAME=A,B,...", help_behavior_hint="(default: learning_rate=LR/4:LR*4)")] = ()
+    """The searched float hyperparameters: a range NAME=LOW:HIGH (log-uniform start when LOW > 0) or choices
+    NAME=A,B,C, e.g. --search learning_rate=1e-4:1e-3 entropy_coeff=0,0.01,0.05."""
+    population: Annotated[int | None, tyro.conf.arg(help_behavior_hint=f"(default: {DEFAULT_POPULATION})")] = None
+    """Members P (all train at once; split over the devices when P divides by their number)."""
+    ready_every: Annotated[int | None, tyro.conf.arg(
+        help_behavior_hint="(default: the divisor of the run's updates nearest a tenth of them)")] = None
+    """Updates between generations; must divide the run's number of updates."""
+    quantile: Annotated[float | None, tyro.conf.arg(help_behavior_hint=f"(default: {DEFAULT_QUANTILE})")] = None
+    """The fraction of the population replaced each generation (and copied from), in (0, 0.5]."""
+    env: Annotated[str | None, tyro.conf.arg(help_behavior_hint=f"(default: {DEFAULT_ENV})")] = None
+    """A gymnax environment id (its shipped config), or a .toml/.json config file."""
+    config_file: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="")] = None
+    """A .toml/.json file of PPOConfig fields."""
+    seed: Annotated[int | None, tyro.conf.arg(help_behavior_hint="(default: 0)")] = None
+    """Base random seed: member i trains with jax.random.split(key(seed), P)[i]."""
+    logdir: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="(default: runs/<env>-pbt-<timestamp>)")] = None
+    """The run directory."""
+    checkpoint_every: Annotated[
+        int | None, tyro.conf.arg(help_behavior_hint=f"(default: about {DEFAULT_CHECKPOINTS_PER_RUN} per run)")
+    ] = None
+    """Save a checkpoint, the metrics and the lineage every this many updates (anywhere in a generation)."""
+    resume: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="")] = None
+    """Continue the PBT run in this directory from its last checkpoint, bit-identically."""
+    stop_after: Annotated[int | None, tyro.conf.arg(help_behavior_hint="(default: the whole budget)")] = None
+    """Stop, resumably, once this many updates are done in total."""
+    quiet: Flag = False
+    """No progress bar and no start-up lines (the final summary is still printed)."""
+    config: Annotated[ConfigOverrides, tyro.conf.arg(help=CONFIG_GROUP_HELP)] = \
+        dataclasses.field(default_factory=ConfigOverrides)
+
+
+@dataclasses.dataclass(frozen=True)
 class Eval:
     """Evaluate a trained policy from a checkpoint: returns over N episodes, optionally a GIF of one episode."""
 
@@ -292,6 +337,7 @@ class ListEnvs:
 
 Command = (
     Annotated[Train, tyro.conf.subcommand("train")]
+    | Annotated[Pbt, tyro.conf.subcommand("pbt")]
     | Annotated[Eval, tyro.conf.subcommand("eval")]
     | Annotated[Export, tyro.conf.subcommand("export")]
     | Annotated[Plot, tyro.conf.subcommand("plot")]
@@ -432,8 +478,9 @@ def plan_new_run(cmd: Train) -> RunPlan:
     return RunPlan(config, cmd.num_seeds or 1, cmd.seed or 0, run_dir, every, uuid.uuid4().hex[:12], resumed=False)
 
 
-def create_run_dir(plan: RunPlan) -> None:
-    """Create a new run's directory with its config.json and run.json; on failure remove whatever was created."""
+def create_run_dir(plan: RunPlan, extra: dict[str, Any] | None = None) -> None:
+    """Create a new run's directory with its config.json and run.json (plus `extra` fields); on failure remove
+    whatever was created."""
     import jax
 
     import purejaxppo
@@ -447,7 +494,7 @@ def create_run_dir(plan: RunPlan) -> None:
         write_json(run_dir / RUN_FILE, {
             "run_id": plan.run_id, "env_name": plan.config.env_name, "num_seeds": plan.num_seeds, "seed": plan.seed,
             "checkpoint_every": plan.checkpoint_every, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "purejaxppo_version": purejaxppo.__version__, "jax_version": jax.__version__,
+            "purejaxppo_version": purejaxppo.__version__, "jax_version": jax.__version__, **(extra or {}),
         })
     except OSError as e:
         for name in (CONFIG_FILE, RUN_FILE, CONFIG_FILE + ".tmp", RUN_FILE + ".tmp"):
@@ -473,6 +520,8 @@ def plan_resumed_run(cmd: Train) -> RunPlan:
     if cmd.logdir is not None and Path(cmd.logdir).resolve() != run_dir.resolve():
         raise UsageError("--resume continues the run in its own directory; leave out --logdir")
     info = read_json(run_dir / RUN_FILE)
+    if isinstance(cmd, Train) and info.get("kind") == "pbt":
+        raise UsageError(f"--resume {run_dir}: this is a PBT run; continue it with purejaxppo pbt --resume {run_dir}")
     missing = [k for k in ("run_id", "num_seeds", "seed", "checkpoint_every") if k not in info]
     if missing:
         raise UsageError(f"--resume {run_dir}: {RUN_FILE} lacks {missing}; it was not written by purejaxppo train")
@@ -490,7 +539,7 @@ def plan_resumed_run(cmd: Train) -> RunPlan:
             raise UsageError(f"--resume {run_dir}: the run was trained with a different config ("
                              + "; ".join(d.replace("(checkpoint)", "(run)").replace("(this run)", "(asked)")
                                          for d in diffs) + "); a resumed run keeps its config")
-    for flag, value in (("num-seeds", cmd.num_seeds), ("seed", cmd.seed)):
+    for flag, value in (("num-seeds", getattr(cmd, "num_seeds", None)), ("seed", cmd.seed)):
         saved = info[flag.replace("-", "_")]
         if value is not None and value != saved:
             raise UsageError(f"--resume {run_dir}: the run has --{flag} {saved}, not {value}")
@@ -542,7 +591,8 @@ def summarize(plan: RunPlan, updates_done: int, steps_this_session: int, timing:
     }
 
 
-def summary_line(summary: dict[str, Any], run_dir: Path) -> str:
+def summary_line(summary: dict[str, Any], run_dir: Path, unit: str = "seed") -> str:
+    """The run's one-line result; `unit` names what the batch holds (seeds, or a PBT run's members)."""
     from purejaxppo.logs import FINAL_WINDOW
 
     ret = summary["final_episode_return"]
@@ -551,14 +601,14 @@ def summary_line(summary: dict[str, Any], run_dir: Path) -> str:
         shown = ("n/a (no episode finished)" if not episodes else
                  f"n/a ({episodes} episodes finished, none with a finite return)")
     elif summary["num_seeds"] > 1:
-        shown = f"{ret['mean']:.2f} ± {ret['std']:.2f} over {summary['num_seeds']} seeds"
+        shown = f"{ret['mean']:.2f} ± {ret['std']:.2f} over {summary['num_seeds']} {unit}s"
     else:
         shown = f"{ret['mean']:.2f}"
     timing = f"{summary['wall_seconds']:.1f} s"
     if summary.get("compile_seconds") is not None and summary.get("steps_per_second") is not None:
         timing += (f" ({summary['compile_seconds']:.1f} s compiling, then {summary['steps_per_second']:,.0f} steps/s "
-                   "over all seeds)")
-    return (f"{summary['env_name']}: {summary['env_steps_per_seed']:,} steps x {summary['num_seeds']} seed(s), "
+                   f"over all {unit}s)")
+    return (f"{summary['env_name']}: {summary['env_steps_per_seed']:,} steps x {summary['num_seeds']} {unit}(s), "
             f"{summary['updates']} updates in {timing}. Final mean return (last "
             f"{FINAL_WINDOW} updates): {shown}. "
             f"Run: {run_dir}")
@@ -753,6 +803,263 @@ def _train_locked(cmd: Train, plan: RunPlan, runner) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------------- pbt
+def parse_search(items: Sequence[str], config: PPOConfig) -> dict[str, Any]:
+    """``["lr=1e-4:1e-3", "entropy_coeff=0,0.01"]`` -> `pbt`'s ``{name: (low, high) or [choices]}``; none given: the
+    config's learning rate / 4 to x 4."""
+    if not items:
+        return {"learning_rate": (config.learning_rate / 4, config.learning_rate * 4)}
+    space: dict[str, Any] = {}
+    for item in items:
+        name, sep, spec = item.partition("=")
+        name = name.strip().replace("-", "_")
+        try:
+            if not sep or not name or not spec:
+                raise ValueError
+            if ":" in spec:
+                low, high = spec.split(":")
+                space[name] = (float(low), float(high))
+            else:
+                space[name] = [float(v) for v in spec.split(",")]
+        except ValueError:
+            raise UsageError(f"--search {item!r}: expected NAME=LOW:HIGH (a range) or NAME=A,B,... (choices) with "
+                             "numbers, e.g. learning_rate=1e-4:1e-3 or entropy_coeff=0,0.01") from None
+    return space
+
+
+def default_ready_every(num_updates: int) -> int:
+    """The divisor of `num_updates` nearest a tenth of it (about 10 segments)."""
+    divisors = [d for d in range(1, num_updates + 1) if num_updates % d == 0]
+    return min(divisors, key=lambda d: (abs(d - num_updates / 10), d))
+
+
+@dataclasses.dataclass(frozen=True)
+class PbtPlan:
+    """A PBT run resolved from the command line (and its directory on resume): `RunPlan` (the members are its
+    seeds) and the search."""
+
+    run: RunPlan
+    space: Any  # population.Space
+    ready_every: int
+    quantile: float
+
+    def layout(self):
+        from purejaxppo.checkpoint import RunLayout
+
+        run = self.run
+        return RunLayout(run.config, run.num_seeds, run.seed, {
+            "search": self.space.to_json(), "ready_every": self.ready_every, "quantile": self.quantile})
+
+
+def plan_pbt(cmd: Pbt) -> PbtPlan:
+    """Check every flag, then resolve a new PBT run (nothing created yet) or read a resumed one back."""
+    from purejaxppo.population import Space, check_pbt
+
+    for name in ("population", "ready-every", "checkpoint-every", "stop-after"):
+        _check_positive(name, getattr(cmd, name.replace("-", "_")))
+    _check_seed(cmd.seed)
+    if cmd.quantile is not None and not 0 < cmd.quantile <= 0.5:
+        raise UsageError(f"--quantile must be in (0, 0.5], got {cmd.quantile}")
+    if cmd.resume is not None:
+        return plan_resumed_pbt(cmd)
+    population, quantile = cmd.population or DEFAULT_POPULATION, cmd.quantile or DEFAULT_QUANTILE
+    config = requested_config(cmd)
+    ready_every = cmd.ready_every or default_ready_every(config.num_updates)
+    if config.num_updates % ready_every:
+        raise UsageError(f"--ready-every {ready_every} must divide the run's {config.num_updates} updates "
+                         f"(total_timesteps / (num_envs x num_steps)); e.g. {default_ready_every(config.num_updates)}")
+    space = check_pbt(config, population, parse_search(cmd.search, config), ready_every, quantile)
+    space = Space.from_json(space.to_json())  # as it will read back from run.json
+    every = cmd.checkpoint_every or default_checkpoint_every(config.num_updates)
+    run_dir = Path(cmd.logdir) if cmd.logdir is not None else default_run_dir(f"{config.env_name}-pbt")
+    check_new_run_dir(run_dir)
+    run = RunPlan(config, population, cmd.seed or 0, run_dir, every, uuid.uuid4().hex[:12], resumed=False)
+    return PbtPlan(run, space, ready_every, float(quantile))
+
+
+def plan_resumed_pbt(cmd: Pbt) -> PbtPlan:
+    """A PBT run read back from its directory; flags given must agree with it."""
+    from purejaxppo.logs import RUN_FILE, read_json
+    from purejaxppo.population import Space, check_space
+
+    run_dir = Path(cmd.resume)
+    info = read_json(run_dir / RUN_FILE) if (run_dir / RUN_FILE).is_file() else {}
+    if info.get("kind") != "pbt":
+        raise UsageError(f"--resume {run_dir}: not a PBT run directory (its {RUN_FILE} does not say kind \"pbt\"); "
+                         "continue a train run with purejaxppo train --resume")
+    run = plan_resumed_run(cmd)  # config, seed, directory checks; the members are the seeds
+    space = Space.from_json(info["search"])
+    asked = {"population": (cmd.population, run.num_seeds), "ready-every": (cmd.ready_every, info["ready_every"]),
+             "quantile": (cmd.quantile, info["quantile"])}
+    for flag, (value, saved) in asked.items():
+        if value is not None and value != saved:
+            raise UsageError(f"--resume {run_dir}: the run has --{flag} {saved}, not {value}")
+    asked_space = check_space(run.config, parse_search(cmd.search, run.config)) if cmd.search else None
+    if asked_space is not None and Space.from_json(asked_space.to_json()) != space:
+        raise UsageError(f"--resume {run_dir}: the run searches {space.as_dict()}, not {' '.join(cmd.search)}")
+    return PbtPlan(run, space, int(info["ready_every"]), float(info["quantile"]))
+
+
+def pbt_command(cmd: Pbt) -> int:
+    """Run (or resume) population-based training in chunks of --checkpoint-every updates, each followed by the
+    metrics, a checkpoint and the lineage."""
+    from purejaxppo.runlock import RunLock
+
+    plan = plan_pbt(cmd)
+    run = plan.run
+    if not run.resumed:
+        create_run_dir(run, {"kind": "pbt", "population": run.num_seeds, "search": plan.space.to_json(),
+                             "ready_every": plan.ready_every, "quantile": plan.quantile})
+    with RunLock(run.run_dir):
+        return _pbt_locked(cmd, plan)
+
+
+def _pbt_locked(cmd: Pbt, plan: PbtPlan) -> int:
+    import jax
+    import numpy as np
+
+    from purejaxppo.checkpoint import Checkpointer, CheckpointError, abstract_population_of, checkpoint_dir
+    from purejaxppo.logs import (LINEAGE_FILE, LINEAGE_PLOT, SUMMARY_FILE, METRICS_FILE, RunLog, RunWriteError,
+                                 truncate_records, write_json)
+    from purejaxppo.population import default_mesh, lineage, program
+    from purejaxppo.progress import ProgressBar, device_description, progress_enabled
+    from purejaxppo.sweeps import gather_to_host
+
+    run, config = plan.run, plan.run.config
+    population, run_dir, layout = run.num_seeds, run.run_dir, plan.layout()
+    say = (lambda *a: None) if cmd.quiet else (lambda *a: print(*a, flush=True))
+    resume_hint = f"continue with: purejaxppo pbt --resume {run_dir}"
+    mesh = default_mesh(population)
+    prog = program(config, plan.space.shape(), population, plan.ready_every, plan.quantile, mesh,
+                   run.checkpoint_every)
+    bounds = plan.space.arrays()
+    end = config.num_updates if cmd.stop_after is None else min(cmd.stop_after, config.num_updates)
+    diverged = None
+    with Checkpointer(checkpoint_dir(run_dir)) as ckpt:
+        start = 0
+        if run.resumed and ckpt.latest_step() is not None:
+            warn = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+            state, meta = ckpt.restore_newest_intact(abstract_population_of(layout), layout, warn)
+            state, start = jax.device_put(state, prog.shardings), int(meta["update"])
+            say(f"Resuming {run_dir} from update {start} of {config.num_updates}")
+        else:
+            state = prog.init(jax.random.key(run.seed), bounds)
+        if start >= end:
+            print(f"{run_dir} is already at update {start} of {config.num_updates}: nothing to do", flush=True)
+            return 0
+        truncate_records(run_dir / METRICS_FILE, start)
+        say(f"PBT on {config.env_name}, {device_description()} ({mesh.size} device(s)): {population} members x "
+            f"{config.num_updates} updates x {config.batch_size} steps, a generation every {plan.ready_every} "
+            f"updates, searching {plan.space.as_dict()}, checkpoint every {run.checkpoint_every} updates -> {run_dir}")
+        log = RunLog(run_dir, config.to_dict(), run.run_id, start * config.batch_size)
+        bar = ProgressBar(config.timesteps_trained, start * config.batch_size, population,
+                          enabled=progress_enabled(cmd.quiet), desc=f"{config.env_name} PBT x{population}")
+        update, t0 = start, time.time()
+        try:
+            if not cmd.quiet:
+                print("compiling...", end=" ", flush=True)
+            state, _ = jax.block_until_ready(prog.advance(state, bounds, np.int32(0)))  # 0 updates: the executable
+            compile_seconds = time.time() - t0
+            say(f"compiled in {compile_seconds:.1f} s")
+            t_train = time.time()
+            while update < end:
+                n = min(run.checkpoint_every, end - update)
+                state, rows = prog.advance(state, bounds, np.int32(n))
+                rows = {k: v[:n] for k, v in gather_to_host(rows).items()}
+                rows["update"] = np.repeat(np.arange(update + 1, update + n + 1)[:, None], population, axis=1)
+                for i in range(n):
+                    bar({k: v[i] for k, v in rows.items()})
+                diverged = find_divergence(rows)
+                if diverged is not None:
+                    log.write({k: v[:diverged.index + 1] for k, v in rows.items()})
+                    update = diverged.update
+                    break
+                log.write(rows)
+                ckpt.save(state, layout, step=update + n)
+                update += n
+                write_json(run_dir / LINEAGE_FILE, lineage_json(lineage(state_lineage(state), plan.space.names),
+                                                                 plan, update))
+        except KeyboardInterrupt:
+            bar.close()
+            print(f"interrupted after update {update}; {resume_hint}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except (RunWriteError, CheckpointError) as e:
+            raise UsageError(f"{e}. Once the cause is fixed, {resume_hint}") from None
+        finally:
+            bar.close()
+            log.close()
+    t_end = time.time()
+    summary = summarize(run, update, (update - start) * config.batch_size * population,
+                        Timing(t_end - t0, compile_seconds, t_end - t_train), diverged.message if diverged else None)
+    if not (run_dir / LINEAGE_FILE).is_file():  # diverged in the first chunk
+        write_json(run_dir / LINEAGE_FILE, lineage_json(lineage(state_lineage(state), plan.space.names), plan, 0))
+    summary["pbt"] = pbt_summary(run_dir, summary, plan)
+    write_json(run_dir / SUMMARY_FILE, summary)
+    if diverged is not None:
+        print(f"error: {diverged.message}; the checkpoints before it are kept. A narrower --search range usually "
+              "helps", file=sys.stderr, flush=True)
+        return EXIT_DIVERGED
+    best = summary["pbt"]["best_member"]
+    print(summary_line(summary, run_dir, "member"), flush=True)
+    if best is not None:
+        print(f"Best member {best}: " + ", ".join(f"{n} {_schedule_text(v)}" for n, v in
+                                                  summary["pbt"]["best_schedule"].items())
+              + f". Lineage: {run_dir / LINEAGE_PLOT}", flush=True)
+    if not summary["complete"]:
+        print(f"stopped at update {update} of {config.num_updates}; {resume_hint}", flush=True)
+    return 0
+
+
+def state_lineage(state):
+    """The lineage fields of a (device) `PopulationState`, fetched to the host."""
+    from purejaxppo.sweeps import gather_to_host
+
+    parent, score, values = gather_to_host((state.parent, state.score, state.values))
+    return state.replace(members=None, genes=(), parent=parent, score=score, values=values)
+
+
+def lineage_json(lin: dict, plan: PbtPlan, updates_done: int) -> dict[str, Any]:
+    """lineage.json: the search, and per generation / segment who copied whom and the values (None: not reached)."""
+    import numpy as np
+
+    from purejaxppo.logs import json_scalar
+
+    rows = lambda a: [[json_scalar(x) for x in row] for row in np.asarray(a)]  # noqa: E731
+    return {"updates_done": updates_done, "ready_every": plan.ready_every, "quantile": plan.quantile,
+            "population": plan.run.num_seeds, "search": plan.space.to_json(),
+            "parent": np.asarray(lin["parent"]).tolist(), "score": rows(lin["score"]),
+            "hyperparameters": {n: rows(v) for n, v in lin["hyperparameters"].items()}}
+
+
+def pbt_summary(run_dir: Path, summary: dict[str, Any], plan: PbtPlan) -> dict[str, Any]:
+    """The best member (by the final return of summary.json), its hyperparameter schedule; and lineage.png drawn."""
+    import numpy as np
+
+    from purejaxppo.logs import LINEAGE_FILE, LINEAGE_PLOT, read_json
+    from purejaxppo.plotting import draw_lineage, save_png
+
+    lin = read_json(run_dir / LINEAGE_FILE)
+    finals = np.asarray([np.nan if v is None else v for v in summary["final_episode_return"]["per_seed"]], float)
+    best = int(np.nanargmax(finals)) if np.isfinite(finals).any() else None
+    values = {n: np.asarray([[np.nan if x is None else x for x in row] for row in v], float)
+              for n, v in lin["hyperparameters"].items()}
+    save_png(draw_lineage({"parent": lin["parent"], "hyperparameters": values}, finals, plan.ready_every,
+                          f"{plan.run.config.env_name}: PBT, {plan.run.num_seeds} members"), run_dir / LINEAGE_PLOT)
+    schedule = {} if best is None else {n: [None if not np.isfinite(x) else float(x) for x in v[:, best]]
+                                        for n, v in values.items()}
+    copies = int((np.asarray(lin["parent"], int) >= 0).sum())
+    return {"best_member": best, "best_schedule": schedule, "copies": copies, "lineage": LINEAGE_FILE,
+            "lineage_plot": LINEAGE_PLOT}
+
+
+def _schedule_text(values: list) -> str:
+    shown = [v for v in values if v is not None]
+    if not shown:
+        return "n/a"
+    return f"{shown[0]:.3g}" + ("" if all(v == shown[0] for v in shown) else f" -> {shown[-1]:.3g} (per segment: "
+                                + " ".join(f"{v:.3g}" for v in shown) + ")")
+
+
 # --------------------------------------------------------------------------------------------------- other commands
 def eval_command(cmd: Eval) -> int:
     """Print the returns of `cmd.episodes` episodes of a checkpointed policy; optionally render one to a GIF."""
@@ -835,7 +1142,7 @@ def list_envs_command(cmd: ListEnvs) -> int:
     return 0
 
 
-_DISPATCH = {Train: train_command, Eval: eval_command, Export: export_command, Plot: plot_command, Compare: compare_command,
+_DISPATCH = {Train: train_command, Pbt: pbt_command, Eval: eval_command, Export: export_command, Plot: plot_command, Compare: compare_command,
              ListEnvs: list_envs_command}
 
 

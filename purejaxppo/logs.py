@@ -37,6 +37,8 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.json"
 RUN_FILE = "run.json"
+LINEAGE_FILE = "lineage.json"  # a `pbt` run's lineage (purejaxppo pbt)
+LINEAGE_PLOT = "lineage.png"
 LEADING_KEYS = ("update", "seed", "env_steps", "episode_return")
 INT_METRICS = ("update", "env_steps", "episodes_finished", "nonfinite")
 

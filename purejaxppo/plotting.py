@@ -165,7 +165,73 @@ def draw_runs(run_dirs: Sequence[str | Path], metric: str = "episode_return", wi
 def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = "episode_return",
               window: int | None = None, labels: Sequence[str] | None = None, title: str | None = None) -> Path:
     """Draw every run's curve on one figure (`draw_runs`) and save it as a PNG at `out`. Returns the path."""
-    fig = draw_runs(run_dirs, metric, window, labels, title)
+    return save_png(draw_runs(run_dirs, metric, window, labels, title), out)
+
+
+def draw_lineage(lineage: dict, final_return: np.ndarray, ready_every: int, title: str | None = None) -> Figure:
+    """A population-based training run at a glance: each member's final return (bars, the best one outlined), then
+    per searched hyperparameter its value over the updates (one step line per member, in the member's colour), with
+    a marker where the member copied another's weights (labelled with the parent's number) and took its perturbed
+    value.
+
+    Args:
+      lineage: ``{"parent": [G, P], "hyperparameters": {name: [S, P]}}`` (`population.lineage`; NaN values and
+        parent -1 where a segment or generation was not reached).
+      final_return: ``[P]`` each member's final return (non-finite: no episode finished).
+      ready_every: updates per segment (the x axis is in updates).
+    """
+    parent = np.asarray(lineage["parent"])
+    values = {n: np.asarray(v, np.float64) for n, v in lineage["hyperparameters"].items()}
+    final = np.asarray(final_return, np.float64)
+    population = final.shape[0]
+    colours = matplotlib.colormaps["tab10" if population <= 10 else "viridis"]
+    colour = [colours(i if population <= 10 else i / max(population - 1, 1)) for i in range(population)]
+    fig = Figure(figsize=(4.5 + 4.5 * len(values), 3.6))
+    axes = fig.subplots(1, 1 + len(values), squeeze=False)[0]
+    ax = axes[0]
+    shown = np.where(np.isfinite(final), final, 0.0)
+    bars = ax.bar(np.arange(population), shown, color=colour)
+    if np.isfinite(final).any():
+        best = int(np.nanargmax(np.where(np.isfinite(final), final, -np.inf)))
+        bars[best].set_edgecolor("black")
+        bars[best].set_linewidth(2)
+        ax.set_title(f"final return per member (best: {best})", fontsize=10)
+    else:
+        ax.set_title("final return per member (no episode finished)", fontsize=10)
+    ax.set_xlabel("member")
+    ax.set_xticks(np.arange(population))
+    ax.grid(alpha=0.3, axis="y")
+    for ax, (name, v) in zip(axes[1:], values.items()):
+        segments = v.shape[0]
+        edges = np.arange(segments + 1) * ready_every
+        for i in range(population):
+            reached = np.isfinite(v[:, i])
+            if not reached.any():
+                continue
+            last = int(np.flatnonzero(reached)[-1])
+            ax.stairs(v[:last + 1, i], edges[:last + 2], color=colour[i], linewidth=1.5, baseline=None)
+            for g in np.flatnonzero(parent[:, i] >= 0):
+                if g + 1 <= last:
+                    x, y = edges[g + 1], v[g + 1, i]
+                    ax.plot([x], [y], marker="o", markersize=4, color=colour[int(parent[g, i])],
+                            markeredgecolor="black", markeredgewidth=0.5, linestyle="none")
+                    if population <= 16:
+                        ax.annotate(str(int(parent[g, i])), (x, y), textcoords="offset points", xytext=(2, 3),
+                                    fontsize=6)
+        finite = v[np.isfinite(v)]
+        if finite.size and finite.min() > 0 and finite.max() / finite.min() >= 10:
+            ax.set_yscale("log")
+        ax.set_title(f"{name} (o: copied member n)", fontsize=10)
+        ax.set_xlabel("update")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def save_png(fig: Figure, out: str | Path) -> Path:
+    """Save `fig` as a PNG at `out` (parents created); a failure is a ValueError naming the file. Returns the path."""
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -112,17 +112,18 @@ class Space(NamedTuple):
         return self.names, self.kinds, tuple(len(b) for b in self.bounds)
 
     def as_dict(self) -> dict[str, Any]:
-        """``{name: (low, high) or [choices]}``, the form `pbt` takes (JSON keeps the tuple as a 2-list: see
-        `space_from_json`)."""
+        """``{name: (low, high) or [choices]}``, the form `pbt` takes."""
         return {n: (tuple(b) if k == "range" else list(b)) for n, k, b in zip(self.names, self.kinds, self.bounds)}
 
     def to_json(self) -> dict[str, Any]:
+        """``{name: {"range": [low, high]} or {"choice": [...]}}`` (JSON has no tuples to tell the two apart)."""
         return {n: {k: list(b)} for n, k, b in zip(self.names, self.kinds, self.bounds)}
 
-
-def space_from_json(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """The inverse of `Space.to_json`: ``{name: {"range": [lo, hi]} | {"choice": [...]}}`` -> `pbt`'s form."""
-    return {n: (tuple(v["range"]) if "range" in v else list(v["choice"])) for n, v in obj.items()}
+    @staticmethod
+    def from_json(obj: Mapping[str, Any]) -> Space:
+        """The inverse of `to_json`."""
+        kinds = tuple(next(iter(v)) for v in obj.values())
+        return Space(tuple(obj), kinds, tuple(tuple(float(x) for x in v[k]) for v, k in zip(obj.values(), kinds)))
 
 
 class PBTResult(NamedTuple):
@@ -164,7 +165,7 @@ def recent_scores(values: np.ndarray, last: int) -> np.ndarray:
     return np.where(finite.any(-1), mean, -np.inf)
 
 
-def _check_space(config: PPOConfig, hyperparameters: Mapping[str, Any]) -> Space:
+def check_space(config: PPOConfig, hyperparameters: Mapping[str, Any]) -> Space:
     if not isinstance(hyperparameters, Mapping) or not hyperparameters:
         raise ValueError("hyperparameters must be a non-empty dict {name: (low, high) or [choices]}")
     names, kinds, bounds = [], [], []
@@ -387,7 +388,7 @@ def check_pbt(config: PPOConfig, population: int, hyperparameters: Mapping[str, 
                          f"({ready_every})")
     if not isinstance(quantile, (int, float)) or not 0 < quantile <= 0.5:
         raise ValueError(f"quantile must be in (0, 0.5], got {quantile!r}")
-    return _check_space(config, hyperparameters)
+    return check_space(config, hyperparameters)
 
 
 def check_mesh(mesh: Mesh, population: int) -> None:
@@ -455,5 +456,5 @@ def replay(config: PPOConfig, key: jax.Array, schedule: Mapping[str, Sequence[fl
     """``make_train(config)(key, schedule=schedule)`` after checking the schedule's values as `pbt` checks its choices:
     one run whose segment s trains with ``schedule[name][s]`` (see the module doc for when it reproduces a member)."""
     columns = {name: np.asarray(v, np.float32) for name, v in schedule.items()}
-    _check_space(config, {name: [float(x) for x in np.ravel(v)] for name, v in columns.items()})
+    check_space(config, {name: [float(x) for x in np.ravel(v)] for name, v in columns.items()})
     return make_train(config)(key, schedule=columns)

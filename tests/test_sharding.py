@@ -1,4 +1,5 @@
-"""Sharding over 4 forced CPU devices (one subprocess): the sharded sweep, padding, and data parallelism.
+"""Sharding over 4 forced CPU devices (one subprocess): the sharded sweep, padding, data parallelism, and `pbt`'s
+members split over the devices.
 
 The subprocess runs every check once and reports each as "ok" or its error; the tests below assert them one by one.
 What is promised, and checked here: a sharded sweep computes each cell exactly as a one-device run that compiles the
@@ -141,6 +142,28 @@ SCRIPT = textwrap.dedent(r"""
         np.testing.assert_allclose(np.asarray(one_gru.state.rollout.carry), np.asarray(dp_gru.state.rollout.carry),
                                    rtol=1e-4, atol=1e-5)
 
+    @check("pbt_members_split_over_devices")
+    def _():
+        # 4 members, one per device: every copy of a generation crosses devices; against all 4 on one device (the
+        # batch size differs, so floats may round differently: the decisions must agree, the numbers closely)
+        import pytest
+        from purejaxppo.population import default_mesh, pbt
+        members = Mesh(np.array(jax.devices()[:1]), ("member",))
+        assert default_mesh(4).size == 4 and default_mesh(6).size == 2 and default_mesh(1).size == 1
+        space, config = {"learning_rate": (1e-4, 1e-2)}, CONFIG.replace(total_timesteps=768)  # 12 updates
+        spread = pbt(config, 4, space, 4, jax.random.key(0))
+        alone = pbt(config, 4, space, 4, jax.random.key(0), mesh=members)
+        np.testing.assert_array_equal(spread.lineage["parent"], alone.lineage["parent"])
+        assert (spread.lineage["parent"] >= 0).sum() == 2
+        np.testing.assert_allclose(spread.lineage["hyperparameters"]["learning_rate"],
+                                   alone.lineage["hyperparameters"]["learning_rate"], rtol=1e-6)
+        for name in ("episode_return", "policy_loss", "value_loss"):
+            np.testing.assert_allclose(spread.metrics[name], alone.metrics[name], rtol=1e-4, atol=1e-5, err_msg=name)
+        for a, b in zip(leaves(spread.state.params), leaves(alone.state.params)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        with pytest.raises(ValueError, match="population \\(6\\) must be a multiple of the mesh's 4 devices"):
+            pbt(config, 6, space, 4, mesh=Mesh(np.array(jax.devices()), ("member",)))
+
     print("SECONDS " + json.dumps(seconds))
     print("REPORT " + json.dumps(report))
 """)
@@ -164,6 +187,7 @@ CHECKS = [
     "data_parallel_matches_one_device",
     "data_parallel_errors",
     "data_parallel_gru_matches_one_device",
+    "pbt_members_split_over_devices",
 ]
 
 
