@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -38,6 +38,32 @@ from gymnax.environments import spaces
 from purejaxppo.brax_env import brax_envs_module, make_brax_env
 
 BRAX_PREFIX = "brax:"
+
+
+class Suite(NamedTuple):
+    """An environment suite reached through an ``env_name`` prefix (``"brax:hopper"``), each an optional extra.
+
+    check(name): raise a ValueError when the suite is not installed or has no environment `name` (one line naming
+      the extra to install, or the suite's names).
+    make(name, **env_kwargs) -> (env, env_params): the environment behind gymnax 1.0's interface.
+    """
+
+    check: Callable[[str], Any]
+    make: Callable[..., tuple[Any, Any]]
+
+
+# prefix -> suite; an adapter module imports its suite only inside these functions
+SUITES: dict[str, Suite] = {
+    BRAX_PREFIX: Suite(brax_envs_module, make_brax_env),
+}
+
+
+def suite_of(env_name: str) -> tuple[str, Suite] | tuple[None, None]:
+    """``(name without its prefix, suite)`` for a prefixed env_name, else ``(None, None)`` (a gymnax id)."""
+    for prefix, suite in SUITES.items():
+        if env_name.startswith(prefix):
+            return env_name[len(prefix):], suite
+    return None, None
 # Registered in gymnax but unusable offline: it downloads MNIST on construction.
 NEEDS_NETWORK = ("MNISTBandit-bsuite",)
 
@@ -49,13 +75,14 @@ def registered_env_names() -> list[str]:
 
 def check_env_name(env_name: str) -> None:
     """Raise a ValueError listing the registered environments if `env_name` is not one of them."""
-    if env_name.startswith(BRAX_PREFIX):
+    if suite_of(env_name)[1] is not None:
         return
     names = registered_env_names()
     if env_name not in names:
+        prefixes = ", ".join(f"'{p}<name>'" for p in SUITES)
         raise ValueError(
             f"PPOConfig.env_name {env_name!r} is not a registered gymnax environment. "
-            f"Registered: {', '.join(names)} (or 'brax:<name>' with the brax extra)."
+            f"Registered: {', '.join(names)} (or {prefixes} with that suite's extra)."
         )
 
 
@@ -69,7 +96,7 @@ def env_kwarg_names(env_name: str) -> tuple[str, ...] | None:
     environments (``brax:<name>``) are not inspected: their classes are only reachable by importing brax, and their
     constructors take ``**kwargs`` anyway, so a bad key surfaces when the environment is built (see `make_env`).
     """
-    if env_name.startswith(BRAX_PREFIX):
+    if suite_of(env_name)[1] is not None:
         return None
     factory = getattr(getattr(gymnax, "registration", None), "_registry", {}).get(env_name)
     if factory is None:
@@ -335,8 +362,9 @@ def check_buildable(env_name: str) -> None:
     """Raise a ValueError if `env_name` cannot be built whatever its env_kwargs: an unknown name, an environment that
     needs the network, brax not installed."""
     check_env_name(env_name)
-    if env_name.startswith(BRAX_PREFIX):
-        brax_envs_module(env_name[len(BRAX_PREFIX):])
+    name, suite = suite_of(env_name)
+    if suite is not None:
+        suite.check(name)
     elif env_name in NEEDS_NETWORK:
         raise ValueError(f"{env_name} downloads its data set when built and cannot be used offline")
 
@@ -345,8 +373,9 @@ def make_base_env(env_name: str, env_kwargs: Mapping[str, Any] | None = None) ->
     """The unwrapped environment `env_name` names, built with `env_kwargs`, and its default params."""
     kwargs = dict(env_kwargs or {})
     check_buildable(env_name)
-    if env_name.startswith(BRAX_PREFIX):
-        return make_brax_env(env_name[len(BRAX_PREFIX):], **kwargs)
+    name, suite = suite_of(env_name)
+    if suite is not None:
+        return suite.make(name, **kwargs)
     return gymnax.make(env_name, **kwargs)
 
 
