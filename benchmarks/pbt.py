@@ -11,7 +11,8 @@ percentile-bootstrap interval (seeds resampled), as benchmarks/returns.py does.
     python benchmarks/pbt.py                                         # Pendulum-v1, Acrobot-v1, 8 seeds, P = 4
     python benchmarks/pbt.py --envs Acrobot-v1 --seeds 2 --budget-scale 0.05 --out /tmp/smoke
 
-Writes ``<out>/pbt-<device>.json`` and ``pbt-<device>.md``. A budget scale below 1 is labelled "reduced budget".
+Writes ``<out>/pbt-<device>.json``, ``pbt-<device>.md`` and ``pbt-lineage-<env>-<device>.png`` (seed 0's lineage; also
+``--plot-only <json>``). A budget scale below 1 is labelled "reduced budget".
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from returns import bootstrap_iqm_ci, device_name, nan_mean  # noqa: E402
 
 from purejaxppo import evaluate, pbt, sweep  # noqa: E402
 from purejaxppo.configs import load_config  # noqa: E402
-from purejaxppo.plotting import iqm  # noqa: E402
+from purejaxppo.plotting import draw_lineage, iqm, save_png  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 GRID = [1e-4, 3e-4, 1e-3, 3e-3]  # P = 4 learning rates; PBT searches (min, max) of these, log-uniform start
@@ -119,6 +120,22 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_lineages(report: dict, out: Path) -> list[Path]:
+    """``pbt-lineage-<env>-<device>.png``: seed 0's lineage per environment (`purejaxppo.plotting.draw_lineage`)."""
+    paths = []
+    for row in report["rows"]:
+        lin = row["pbt"].get("lineage")
+        if not lin:
+            continue
+        seed0 = lin[0]
+        nan = lambda rows: np.asarray([[np.nan if v is None else v for v in r] for r in rows], float)  # noqa: E731
+        fig = draw_lineage({"parent": seed0["parent"], "hyperparameters": {"learning_rate": nan(seed0["learning_rate"])}},
+                           np.asarray([np.nan if v is None else v for v in seed0["final_return"]], float),
+                           row["ready_every"], f"{row['env']}: PBT lineage, seed 0 ({report['device']})")
+        paths.append(save_png(fig, out / f"pbt-lineage-{row['env']}-{report['device']}.png"))
+    return paths
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", default="Pendulum-v1,Acrobot-v1")
@@ -127,7 +144,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget-scale", type=float, default=1.0)
     parser.add_argument("--segments", type=int, default=10, help="PBT segments (generations + 1)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--plot-only", type=Path, default=None, help="draw the lineage plots of a results JSON")
     args = parser.parse_args(argv)
+    if args.plot_only is not None:
+        print(*plot_lineages(json.loads(args.plot_only.read_text()), args.out), sep="\n")
+        return
     report = {"device": device_name(), "devices": len(jax.devices()), "platform": platform.platform(),
               "jax": jax.__version__,
               "rows": [run_env(env, args.seeds, args.episodes, args.budget_scale, args.segments)
@@ -136,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     stem = args.out / f"pbt-{report['device']}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     stem.with_suffix(".md").write_text(markdown(report))
+    plot_lineages(report, args.out)
     print(markdown(report))
 
 

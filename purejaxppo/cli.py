@@ -65,6 +65,7 @@ DEFAULT_ENV = "CartPole-v1"
 DEFAULT_CHECKPOINTS_PER_RUN = 10
 DEFAULT_POPULATION, DEFAULT_QUANTILE = 8, 0.25  # purejaxppo pbt
 DESCRIPTION = ("PPO in pure JAX: train on gymnax environments (one jitted program per run, many seeds at once), "
+               "population-based training, "
                "evaluate checkpoints, export policies (ONNX, StableHLO), plot learning curves, compare runs. "
                "`purejaxppo COMMAND --help` for each command.")
 

@@ -8,6 +8,9 @@ by a trailing moving average over `window` updates (default `auto_window`: about
 fewer than 75 updates). Updates where a seed finished no episode (NaN) are skipped for that seed, and updates where
 no seed has a value are bridged (the lines join the neighbouring points, no gap that looks like a dashed line).
 Several runs share one figure.
+
+`draw_lineage` draws a population-based training run (`purejaxppo pbt`'s lineage.png): each member's final return,
+and each searched hyperparameter over the updates with the copies marked.
 """
 
 from __future__ import annotations

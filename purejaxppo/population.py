@@ -5,7 +5,8 @@
     result.metrics["episode_return"]            # [P, num_updates]
     result.lineage["parent"]                    # [G, P]: who each member copied after generation g (-1: nobody)
     result.lineage["hyperparameters"]["learning_rate"]   # [G + 1, P]: the values each segment trained with
-    make_train(config)(*result.schedule(member))          # that member's hyperparameter schedule as a single run
+    key, schedule = result.schedule(member)
+    make_train(config)(key, schedule=schedule)             # that member's hyperparameter schedule as a single run
 
 How it works. The P members train as `sweep`'s cells do: one `RunState` each and their own float hyperparameters
 (batched `PPOConfig` leaves), `jax.vmap`-ed and split over the devices of a mesh with `shard_map`. The run is cut into

@@ -226,6 +226,8 @@ def make_train(config: PPOConfig, env=None, env_params=None) -> Callable[..., Tr
 
     `train(key)` trains one seed; ``jax.jit(jax.vmap(train))(keys)`` trains many in one program. The optional second
     argument is a config with the same static fields whose float leaves replace `config`'s (what `sweep` vmaps over).
+    ``train(key, schedule={name: [S] values})`` trains with a hyperparameter schedule instead: S equal segments, each
+    with its row (`run_schedule`; what a `pbt` member's schedule replays as, `PBTResult.schedule`).
     Metrics are ``[num_updates]`` arrays named in `metrics.METRIC_NAMES` (plus "eval_return" when eval_every > 0).
     """
     setup = make_setup(config, env, env_params)

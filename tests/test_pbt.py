@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import purejaxppo
-from purejaxppo import PPOConfig, streams
+from purejaxppo import PPOConfig, make_train, streams
 from purejaxppo.population import TRACES, PBTResult, exploit_explore, pbt, replay
 from purejaxppo.train import init, make_setup
 
@@ -157,3 +157,30 @@ def test_errors():
         pbt(CONFIG, P, SPACE, 5)
     with pytest.raises(ValueError, match="low < high"):
         pbt(CONFIG, P, {"learning_rate": (1e-3, 1e-4)}, R)
+
+
+def test_make_train_takes_a_schedule():
+    key = jax.random.key(5)
+    plain = make_train(CONFIG)(key)
+    constant = make_train(CONFIG)(key, schedule={"learning_rate": np.full(3, CONFIG.learning_rate, np.float32)})
+    _assert_replays(jax.device_get(constant.metrics), plain)  # a constant schedule is the plain run
+    with pytest.raises(ValueError, match="not float hyperparameters"):
+        make_train(CONFIG)(key, schedule={"num_envs": np.ones(3, np.float32)})
+    with pytest.raises(ValueError, match="not a multiple of the schedule's 5 segments"):
+        make_train(CONFIG)(key, schedule={"learning_rate": np.full(5, 1e-3, np.float32)})
+
+
+def test_lineage_plot_marks_every_copy_and_draws_a_run_in_progress(result):
+    from purejaxppo.plotting import draw_lineage
+
+    final = np.nanmean(result.metrics["episode_return"][:, -4:], axis=1)
+    fig = draw_lineage(result.lineage, final, R)
+    copies = int((result.lineage["parent"] >= 0).sum())
+    for ax in fig.axes[1:]:
+        assert sum(len(line.get_xdata()) for line in ax.lines if line.get_marker() == "o") == copies
+    assert [ax.get_title().split(" ")[0] for ax in fig.axes[1:]] == list(SPACE)
+    partial = {"parent": np.array([result.lineage["parent"][0], [-1] * P]),  # generation 2 not reached
+               "hyperparameters": {n: np.vstack([v[:2], np.full((1, P), np.nan)])
+                                   for n, v in result.lineage["hyperparameters"].items()}}
+    fig = draw_lineage(partial, np.full(P, np.nan), R)
+    assert fig.axes[0].get_title() == "final return per member (no episode finished)"
