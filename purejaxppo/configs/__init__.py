@@ -18,25 +18,40 @@ from pathlib import Path
 from typing import Any
 
 from purejaxppo.config import PPOConfig
-from purejaxppo.envs import BRAX_PREFIX
+from purejaxppo.envs import SUITES
 
 CONFIG_DIR = Path(__file__).resolve().parent
 CONFIG_SUFFIXES = (".toml", ".json")
 
 
-BRAX_FILE_PREFIX = "brax_"  # "brax:hopper" ships as brax_hopper.toml (no ':' in file names)
+def _file_prefix(suite_prefix: str) -> str:
+    """A suite's config file prefix: "brax:hopper" ships as brax_hopper.toml, "navix:X" as navix_X.toml (no ':' in
+    file names)."""
+    return suite_prefix.rstrip(":") + "_"
+
+
+def _env_name_of(stem: str) -> str:
+    for prefix in SUITES:
+        if stem.startswith(_file_prefix(prefix)):
+            return prefix + stem[len(_file_prefix(prefix)):]
+    return stem
+
+
+def _stem_of(env_name: str) -> str:
+    for prefix in SUITES:
+        if env_name.startswith(prefix):
+            return _file_prefix(prefix) + env_name[len(prefix):]
+    return env_name
 
 
 def shipped_config_names() -> list[str]:
     """Environment ids that have a shipped config, sorted."""
-    stems = (p.stem for p in CONFIG_DIR.glob("*.toml"))
-    return sorted(BRAX_PREFIX + s[len(BRAX_FILE_PREFIX):] if s.startswith(BRAX_FILE_PREFIX) else s for s in stems)
+    return sorted(_env_name_of(p.stem) for p in CONFIG_DIR.glob("*.toml"))
 
 
 def shipped_config_path(env_name: str) -> Path | None:
     """The shipped config file for `env_name`, or None if there is none."""
-    stem = BRAX_FILE_PREFIX + env_name[len(BRAX_PREFIX):] if env_name.startswith(BRAX_PREFIX) else env_name
-    path = CONFIG_DIR / f"{stem}.toml"
+    path = CONFIG_DIR / f"{_stem_of(env_name)}.toml"
     return path if path.is_file() else None
 
 
