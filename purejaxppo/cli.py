@@ -1138,7 +1138,8 @@ def list_envs_command(cmd: ListEnvs) -> int:
     for name in registered_env_names():
         note = " (downloads data: unusable offline)" if name in NEEDS_NETWORK else ""
         print(f"{'*' if name in shipped else ' '} {name}{note}")
-    print("* = shipped config (purejaxppo/configs/<env>.toml); brax:<name> with the brax extra")
+    print("* = shipped config (purejaxppo/configs/<env>.toml); brax:<name> with the brax extra, jumanji:<name> with "
+          "the jumanji extra")
     return 0
 
 

@@ -36,8 +36,10 @@ from flax import struct
 from gymnax.environments import spaces
 
 from purejaxppo.brax_env import brax_envs_module, make_brax_env
+from purejaxppo.jumanji_env import jumanji_check, make_jumanji_env
 
 BRAX_PREFIX = "brax:"
+JUMANJI_PREFIX = "jumanji:"
 
 
 class Suite(NamedTuple):
@@ -55,6 +57,7 @@ class Suite(NamedTuple):
 # prefix -> suite; an adapter module imports its suite only inside these functions
 SUITES: dict[str, Suite] = {
     BRAX_PREFIX: Suite(brax_envs_module, make_brax_env),
+    JUMANJI_PREFIX: Suite(jumanji_check, make_jumanji_env),
 }
 
 

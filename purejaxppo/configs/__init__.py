@@ -18,24 +18,36 @@ from pathlib import Path
 from typing import Any
 
 from purejaxppo.config import PPOConfig
-from purejaxppo.envs import BRAX_PREFIX
+from purejaxppo.envs import BRAX_PREFIX, JUMANJI_PREFIX
 
 CONFIG_DIR = Path(__file__).resolve().parent
 CONFIG_SUFFIXES = (".toml", ".json")
 
 
 BRAX_FILE_PREFIX = "brax_"  # "brax:hopper" ships as brax_hopper.toml (no ':' in file names)
+JUMANJI_FILE_PREFIX = "jumanji_"  # "jumanji:Knapsack-v1" ships as jumanji_Knapsack-v1.toml
+# env_name prefix -> file-name prefix, for the suites that ship configs
+FILE_PREFIXES = {BRAX_PREFIX: BRAX_FILE_PREFIX, JUMANJI_PREFIX: JUMANJI_FILE_PREFIX}
+
+
+def _env_name_of_stem(stem: str) -> str:
+    for prefix, file_prefix in FILE_PREFIXES.items():
+        if stem.startswith(file_prefix):
+            return prefix + stem[len(file_prefix):]
+    return stem
 
 
 def shipped_config_names() -> list[str]:
     """Environment ids that have a shipped config, sorted."""
-    stems = (p.stem for p in CONFIG_DIR.glob("*.toml"))
-    return sorted(BRAX_PREFIX + s[len(BRAX_FILE_PREFIX):] if s.startswith(BRAX_FILE_PREFIX) else s for s in stems)
+    return sorted(_env_name_of_stem(p.stem) for p in CONFIG_DIR.glob("*.toml"))
 
 
 def shipped_config_path(env_name: str) -> Path | None:
     """The shipped config file for `env_name`, or None if there is none."""
-    stem = BRAX_FILE_PREFIX + env_name[len(BRAX_PREFIX):] if env_name.startswith(BRAX_PREFIX) else env_name
+    stem = env_name
+    for prefix, file_prefix in FILE_PREFIXES.items():
+        if env_name.startswith(prefix):
+            stem = file_prefix + env_name[len(prefix):]
     path = CONFIG_DIR / f"{stem}.toml"
     return path if path.is_file() else None
 
