@@ -1133,13 +1133,16 @@ def compare_command(cmd: Compare) -> int:
 
 def list_envs_command(cmd: ListEnvs) -> int:
     from purejaxppo.configs import shipped_config_names
-    from purejaxppo.envs import NEEDS_NETWORK, registered_env_names
+    from purejaxppo.envs import NEEDS_NETWORK, SUITES, registered_env_names
 
     shipped = set(shipped_config_names())
     for name in registered_env_names():
         note = " (downloads data: unusable offline)" if name in NEEDS_NETWORK else ""
         print(f"{'*' if name in shipped else ' '} {name}{note}")
-    print("* = shipped config (purejaxppo/configs/<env>.toml); brax:<name> with the brax extra")
+    for name in sorted(n for n in shipped if any(n.startswith(p) for p in SUITES)):
+        print(f"* {name}")
+    suites = ", ".join(f"{p}<name> (pip install 'purejaxppo[{p.rstrip(':')}]')" for p in SUITES)
+    print(f"* = shipped config (purejaxppo/configs/<env>.toml); other suites: {suites}")
     return 0
 
 

@@ -14,7 +14,7 @@ ORDER = (
     # pure maths
     "streams", "gae", "losses", "optim", "normalize",
     # inputs
-    "brax_env", "navix_env", "envs", "config", "configs",
+    "brax_env", "jumanji_env", "navix_env", "envs", "config", "configs",
     # models
     "networks", "policies",
     # the pipeline
@@ -29,6 +29,7 @@ ORDER = (
 LAZY_IMPORTS_ALLOWED = {
     "brax_env": {"brax"},
     "navix_env": {"navix"},
+    "jumanji_env": {"jumanji"},
     "export": {"jax2onnx", "onnxruntime"},
     "logs": {"tensorboardX", "wandb"},
     "plotting": {"gymnasium", "pygame", "gymnax.visualize"},

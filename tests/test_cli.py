@@ -172,6 +172,7 @@ def test_list_envs_marks_shipped_configs(capsys):
     code, out, _ = run_cli(capsys, "list-envs")
     assert code == 0
     assert "* CartPole-v1" in out and "* Breakout-MinAtar" in out and "  DeepSea-bsuite" in out
+    assert "* brax:hopper" in out and "navix:<name> (pip install 'purejaxppo[navix]')" in out
 
 
 @pytest.mark.timeout(120)
