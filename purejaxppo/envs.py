@@ -36,8 +36,10 @@ from flax import struct
 from gymnax.environments import spaces
 
 from purejaxppo.brax_env import brax_envs_module, make_brax_env
+from purejaxppo.playground_env import make_playground_env, playground_check
 
 BRAX_PREFIX = "brax:"
+PLAYGROUND_PREFIX = "playground:"
 
 
 class Suite(NamedTuple):
@@ -55,6 +57,7 @@ class Suite(NamedTuple):
 # prefix -> suite; an adapter module imports its suite only inside these functions
 SUITES: dict[str, Suite] = {
     BRAX_PREFIX: Suite(brax_envs_module, make_brax_env),
+    PLAYGROUND_PREFIX: Suite(playground_check, make_playground_env),
 }
 
 

@@ -18,24 +18,40 @@ from pathlib import Path
 from typing import Any
 
 from purejaxppo.config import PPOConfig
-from purejaxppo.envs import BRAX_PREFIX
+from purejaxppo.envs import BRAX_PREFIX, PLAYGROUND_PREFIX
 
 CONFIG_DIR = Path(__file__).resolve().parent
 CONFIG_SUFFIXES = (".toml", ".json")
 
 
 BRAX_FILE_PREFIX = "brax_"  # "brax:hopper" ships as brax_hopper.toml (no ':' in file names)
+PLAYGROUND_FILE_PREFIX = "playground_"  # "playground:CartpoleBalance" ships as playground_CartpoleBalance.toml
+# env_name prefix -> file-name prefix, for the suites that ship configs
+FILE_PREFIXES = {BRAX_PREFIX: BRAX_FILE_PREFIX, PLAYGROUND_PREFIX: PLAYGROUND_FILE_PREFIX}
+
+
+def _env_name_of_stem(stem: str) -> str:
+    for env_prefix, file_prefix in FILE_PREFIXES.items():
+        if stem.startswith(file_prefix):
+            return env_prefix + stem[len(file_prefix):]
+    return stem
+
+
+def _stem_of_env_name(env_name: str) -> str:
+    for env_prefix, file_prefix in FILE_PREFIXES.items():
+        if env_name.startswith(env_prefix):
+            return file_prefix + env_name[len(env_prefix):]
+    return env_name
 
 
 def shipped_config_names() -> list[str]:
     """Environment ids that have a shipped config, sorted."""
-    stems = (p.stem for p in CONFIG_DIR.glob("*.toml"))
-    return sorted(BRAX_PREFIX + s[len(BRAX_FILE_PREFIX):] if s.startswith(BRAX_FILE_PREFIX) else s for s in stems)
+    return sorted(_env_name_of_stem(p.stem) for p in CONFIG_DIR.glob("*.toml"))
 
 
 def shipped_config_path(env_name: str) -> Path | None:
     """The shipped config file for `env_name`, or None if there is none."""
-    stem = BRAX_FILE_PREFIX + env_name[len(BRAX_PREFIX):] if env_name.startswith(BRAX_PREFIX) else env_name
+    stem = _stem_of_env_name(env_name)
     path = CONFIG_DIR / f"{stem}.toml"
     return path if path.is_file() else None
 
