@@ -12,7 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-pytest.importorskip("mujoco_playground", reason="playground is not installed (extra: pip install 'purejaxppo[playground]')")
+pytest.importorskip(
+    "mujoco_playground", reason="playground is not installed (optional extra: pip install 'purejaxppo[playground]')"
+)
 
 from brax.envs.wrappers.training import EpisodeWrapper  # noqa: E402
 from mujoco_playground import registry  # noqa: E402
