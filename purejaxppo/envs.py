@@ -38,6 +38,7 @@ from gymnax.environments import spaces
 from purejaxppo.brax_env import brax_envs_module, make_brax_env
 from purejaxppo.jumanji_env import jumanji_check, make_jumanji_env
 from purejaxppo.navix_env import make_navix_env, navix_check
+from purejaxppo.playground_env import make_playground_env, playground_check
 
 BRAX_PREFIX = "brax:"
 
@@ -59,6 +60,7 @@ SUITES: dict[str, Suite] = {
     BRAX_PREFIX: Suite(brax_envs_module, make_brax_env),
     "jumanji:": Suite(jumanji_check, make_jumanji_env),
     "navix:": Suite(navix_check, make_navix_env),
+    "playground:": Suite(playground_check, make_playground_env),
 }
 
 
