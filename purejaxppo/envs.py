@@ -36,6 +36,7 @@ from flax import struct
 from gymnax.environments import spaces
 
 from purejaxppo.brax_env import brax_envs_module, make_brax_env
+from purejaxppo.craftax_env import craftax_check, make_craftax_env
 
 BRAX_PREFIX = "brax:"
 
@@ -55,6 +56,7 @@ class Suite(NamedTuple):
 # prefix -> suite; an adapter module imports its suite only inside these functions
 SUITES: dict[str, Suite] = {
     BRAX_PREFIX: Suite(brax_envs_module, make_brax_env),
+    "craftax:": Suite(craftax_check, make_craftax_env),
 }
 
 

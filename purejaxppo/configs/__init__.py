@@ -18,25 +18,40 @@ from pathlib import Path
 from typing import Any
 
 from purejaxppo.config import PPOConfig
-from purejaxppo.envs import BRAX_PREFIX
+from purejaxppo.envs import BRAX_PREFIX, SUITES
 
 CONFIG_DIR = Path(__file__).resolve().parent
 CONFIG_SUFFIXES = (".toml", ".json")
 
 
-BRAX_FILE_PREFIX = "brax_"  # "brax:hopper" ships as brax_hopper.toml (no ':' in file names)
+# A suite's "<suite>:<name>" ships as "<suite>_<name>.toml" (no ':' in file names): "brax:hopper" as brax_hopper.toml,
+# "craftax:Craftax-Classic-Symbolic-v1" as craftax_Craftax-Classic-Symbolic-v1.toml.
+SUITE_FILE_PREFIXES = {prefix: prefix.replace(":", "_") for prefix in SUITES}
+BRAX_FILE_PREFIX = SUITE_FILE_PREFIXES[BRAX_PREFIX]
+
+
+def _env_name_of_stem(stem: str) -> str:
+    for prefix, file_prefix in SUITE_FILE_PREFIXES.items():
+        if stem.startswith(file_prefix):
+            return prefix + stem[len(file_prefix):]
+    return stem
+
+
+def _stem_of_env_name(env_name: str) -> str:
+    for prefix, file_prefix in SUITE_FILE_PREFIXES.items():
+        if env_name.startswith(prefix):
+            return file_prefix + env_name[len(prefix):]
+    return env_name
 
 
 def shipped_config_names() -> list[str]:
     """Environment ids that have a shipped config, sorted."""
-    stems = (p.stem for p in CONFIG_DIR.glob("*.toml"))
-    return sorted(BRAX_PREFIX + s[len(BRAX_FILE_PREFIX):] if s.startswith(BRAX_FILE_PREFIX) else s for s in stems)
+    return sorted(_env_name_of_stem(p.stem) for p in CONFIG_DIR.glob("*.toml"))
 
 
 def shipped_config_path(env_name: str) -> Path | None:
     """The shipped config file for `env_name`, or None if there is none."""
-    stem = BRAX_FILE_PREFIX + env_name[len(BRAX_PREFIX):] if env_name.startswith(BRAX_PREFIX) else env_name
-    path = CONFIG_DIR / f"{stem}.toml"
+    path = CONFIG_DIR / f"{_stem_of_env_name(env_name)}.toml"
     return path if path.is_file() else None
 
 
