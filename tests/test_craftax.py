@@ -29,6 +29,11 @@ LIMIT = 12  # the time limit in the episode-end tests
 NOOP = 0
 
 
+# Cases run side by side in one compiled program (vmapped): (step at which the player dies or -1, time limit).
+CASES = ((-1, LIMIT), (4, LIMIT), (LIMIT - 1, LIMIT), (-1, 10 * LIMIT))
+STEPS = LIMIT + 4
+
+
 def _kill(health, now):
     return jnp.where(now, jnp.zeros_like(health), health)
 
@@ -38,97 +43,83 @@ def env_and_params():
     return make_craftax_env(NAME, max_timesteps=LIMIT)
 
 
-def craftax_trajectory(params, actions, key, kill_at=-1):
-    """craftax's own auto-resetting environment on `actions` [T]: obs, reward, done [T]. At step `kill_at`, the
-    player's health is set to 0 before stepping (a death)."""
-    env = make_craftax_env_from_name(NAME, auto_reset=True)
+@pytest.fixture(scope="module")
+def trajectories(env_and_params):
+    """craftax's own auto-resetting environment and the adapter on the same NOOP actions and keys, for each of CASES
+    (the player's health set to 0 before the step `kill_at`: a death). One jitted program, compiled once:
+    ``(craftax: obs, reward, done), (ours: obs, final obs, reward, terminated, truncated)``, each [len(CASES), T]."""
+    env, params = env_and_params
+    reference = make_craftax_env_from_name(NAME, auto_reset=True)
 
-    def step(carry, inputs):
-        state, t = carry
-        action, k = inputs
-        state = state.replace(player_health=_kill(state.player_health, t == kill_at))
-        obs, state, reward, done, _ = env.step(k, state, action, params.game)
-        return (state, t + 1), (obs, reward, done)
+    def run(key, kill_at, limit):
+        game_params = params.game.replace(max_timesteps=limit)
+        ours_params = params.replace(game=game_params)
+        keys = jax.random.split(key, STEPS + 1)
 
-    def run(key, actions):
-        keys = jax.random.split(key, actions.shape[0] + 1)
-        _, state = env.reset(keys[0], params.game)
-        return jax.lax.scan(step, (state, 0), (actions, keys[1:]))[1]
+        def step(carry, k):
+            ref_state, our_state, t = carry
+            ref_state = ref_state.replace(player_health=_kill(ref_state.player_health, t == kill_at))
+            game = our_state.game.replace(player_health=_kill(our_state.game.player_health, t == kill_at))
+            c_obs, ref_state, c_reward, c_done, _ = reference.step(k, ref_state, NOOP, game_params)
+            obs, our_state, reward, terminated, truncated, info = env.step(
+                k, our_state.replace(game=game), NOOP, ours_params)
+            return (ref_state, our_state, t + 1), (
+                (c_obs, c_reward, c_done), (obs, info["final_observation"], reward, terminated, truncated))
 
-    return jax.jit(run)(key, jnp.asarray(actions))
+        _, ref_state = reference.reset(keys[0], game_params)
+        _, our_state = env.reset(keys[0], ours_params)
+        return jax.lax.scan(step, (ref_state, our_state, 0), keys[1:])[1]
 
-
-def our_trajectory(env, params, actions, key, kill_at=-1):
-    """The adapter on the same actions and keys: obs, final obs, reward, terminated, truncated [T]."""
-
-    def step(carry, inputs):
-        state, t = carry
-        action, k = inputs
-        game = state.game.replace(player_health=_kill(state.game.player_health, t == kill_at))
-        obs, state, reward, terminated, truncated, info = env.step(k, state.replace(game=game), action, params)
-        return (state, t + 1), (obs, info["final_observation"], reward, terminated, truncated)
-
-    def run(key, actions):
-        keys = jax.random.split(key, actions.shape[0] + 1)
-        _, state = env.reset(keys[0], params)
-        return jax.lax.scan(step, (state, 0), (actions, keys[1:]))[1]
-
-    return jax.jit(run)(key, jnp.asarray(actions))
+    kill_at, limit = (jnp.asarray(c, jnp.int32) for c in zip(*CASES))
+    out = jax.jit(jax.vmap(run, in_axes=(None, 0, 0)))(jax.random.key(3), kill_at, limit)
+    return jax.tree.map(np.asarray, out)
 
 
 def test_reset_and_step_shapes_and_spaces(env_and_params):
+    """Traced only (jax.eval_shape): nothing compiles here."""
     env, params = env_and_params
     assert isinstance(params, CraftaxEnvParams) and params.max_steps_in_episode == LIMIT
-    obs, state = env.reset(jax.random.key(0), params)
+    obs, state = jax.eval_shape(env.reset, jax.random.key(0), params)
     assert obs.shape == (OBS_DIM,) and obs.dtype == jnp.float32
-    assert float(obs.min()) >= 0.0 and float(obs.max()) <= 1.0
-    assert int(state.game.timestep) == 0
+    assert state.game.timestep.shape == ()
     assert env.action_space(params).n == NUM_ACTIONS and env.num_actions == NUM_ACTIONS
     assert env.observation_space(params).shape == (OBS_DIM,)
-    obs, state, reward, terminated, truncated, info = env.step(jax.random.key(1), state, NOOP, params)
-    assert obs.shape == (OBS_DIM,) and reward.shape == () and reward.dtype == jnp.float32
-    assert terminated.dtype == jnp.bool_ and truncated.dtype == jnp.bool_
+    obs, state, reward, terminated, truncated, info = jax.eval_shape(
+        env.step, jax.random.key(1), state, jnp.int32(NOOP), params)
+    assert obs.shape == (OBS_DIM,) and obs.dtype == jnp.float32
+    assert reward.shape == () and reward.dtype == jnp.float32
+    assert terminated.dtype == jnp.bool_ and truncated.dtype == jnp.bool_ and terminated.shape == ()
     assert info["final_observation"].shape == (OBS_DIM,)
-    assert int(state.game.timestep) == 1
 
 
-def test_truncation_matches_craftax_and_keeps_final_observation(env_and_params):
+def test_truncation_matches_craftax_and_keeps_final_observation(trajectories):
     """Doing nothing for LIMIT steps: craftax's ``done`` at the time limit is our truncation (not termination); every
     observation, reward and the reset world after it are craftax's own; the final observation is the pre-reset one."""
-    env, params = env_and_params
-    actions, key = np.full(LIMIT + 4, NOOP, np.int32), jax.random.key(3)
-    c_obs, c_reward, c_done = craftax_trajectory(params, actions, key)
-    obs, final_obs, reward, terminated, truncated = our_trajectory(env, params, actions, key)
-    end = LIMIT - 1
-    assert np.flatnonzero(np.asarray(c_done)).tolist() == [end]  # the premise: craftax ends it at the time limit
-    np.testing.assert_array_equal(np.asarray(truncated), np.asarray(c_done))
-    assert not np.asarray(terminated).any()
-    np.testing.assert_array_equal(obs, c_obs)  # including the reset observation on the ending step
-    np.testing.assert_array_equal(reward, c_reward)
-    # Before the end, the final observation is the observation; at the end it is the pre-reset one.
-    np.testing.assert_array_equal(final_obs[:end], obs[:end])
-    assert not np.array_equal(final_obs[end], obs[end])
-
-    # craftax without auto-reset: its observation on the ending step is our final observation.
-    no_reset = make_craftax_env_from_name(NAME, auto_reset=False)
-    keys = jax.random.split(key, LIMIT + 5)
-    _, state = no_reset.reset(keys[0], params.game)
-    step = jax.jit(no_reset.step)
-    for t in range(LIMIT):
-        pre_reset, state, _, done, _ = step(keys[t + 1], state, NOOP, params.game)
-    assert bool(done)
-    np.testing.assert_array_equal(final_obs[end], pre_reset)
+    (c_obs, c_reward, c_done), (obs, final_obs, reward, terminated, truncated) = trajectories
+    case, end = 0, LIMIT - 1
+    assert np.flatnonzero(c_done[case]).tolist() == [end]  # the premise: craftax ends it at the time limit
+    np.testing.assert_array_equal(truncated[case], c_done[case])
+    assert not terminated[case].any()
+    np.testing.assert_array_equal(obs[case], c_obs[case])  # including the reset observation on the ending step
+    np.testing.assert_array_equal(reward[case], c_reward[case])
+    assert 0.0 <= obs.min() and obs.max() <= 1.0
+    # Before the end, the final observation is the observation; at the end it is the pre-reset one ...
+    np.testing.assert_array_equal(final_obs[case, :end], obs[case, :end])
+    assert not np.array_equal(final_obs[case, end], obs[case, end])
+    # ... which is what craftax shows on that step when its time limit is further away (same keys, no reset).
+    assert not c_done[3].any()
+    np.testing.assert_array_equal(final_obs[case, end], c_obs[3, end])
+    np.testing.assert_array_equal(final_obs[3], obs[3])
 
 
-def test_death_is_termination_even_on_the_time_limit_step(env_and_params):
+def test_death_is_termination_even_on_the_time_limit_step(trajectories):
     """A death (health 0) is craftax's ``done`` and our termination, also when it lands on the time limit's step."""
-    env, params = env_and_params
-    actions, key = np.full(LIMIT + 2, NOOP, np.int32), jax.random.key(4)
-    for kill_at in (4, LIMIT - 1):
-        _, _, c_done = craftax_trajectory(params, actions, key, kill_at)
-        _, _, _, terminated, truncated = our_trajectory(env, params, actions, key, kill_at)
-        assert bool(c_done[kill_at]) and bool(terminated[kill_at]) and not bool(truncated[kill_at])
-        np.testing.assert_array_equal(np.asarray(terminated | truncated), np.asarray(c_done))
+    (_, _, c_done), (_, _, _, terminated, truncated) = trajectories
+    for case in (1, 2):
+        kill_at = CASES[case][0]
+        assert c_done[case, kill_at] and terminated[case, kill_at] and not truncated[case, kill_at]
+        np.testing.assert_array_equal(terminated[case] | truncated[case], c_done[case])
+        assert not (terminated[case] & truncated[case]).any()
 
 
 def test_unknown_names_and_params_and_missing_extra(monkeypatch):
@@ -151,11 +142,12 @@ def test_env_name_prefix_and_shipped_config():
     assert config.total_timesteps == 1_000_000_000
 
 
+@pytest.mark.slow
 def test_ppo_updates_run_on_craftax():
     """A few PPO updates through ``env_name="craftax:..."`` with the GRU; 10-step episodes, so some end."""
     config = PPOConfig(
         env_name=f"craftax:{NAME}", env_kwargs={"max_timesteps": 10}, num_envs=4, num_steps=8,
-        total_timesteps=3 * 32, update_epochs=1, num_minibatches=2, network="gru", hidden_sizes=(32, 32),
+        total_timesteps=3 * 32, update_epochs=1, num_minibatches=1, network="gru", hidden_sizes=(32, 32),
         gru_hidden_size=32, activation="relu", gae_lambda=0.8,
     )
     out = make_train(config)(jax.random.key(0))
