@@ -36,6 +36,7 @@ from flax import struct
 from gymnax.environments import spaces
 
 from purejaxppo.brax_env import brax_envs_module, make_brax_env
+from purejaxppo.craftax_env import craftax_check, make_craftax_env
 from purejaxppo.jumanji_env import jumanji_check, make_jumanji_env
 from purejaxppo.navix_env import make_navix_env, navix_check
 from purejaxppo.playground_env import make_playground_env, playground_check
@@ -58,6 +59,7 @@ class Suite(NamedTuple):
 # prefix -> suite; an adapter module imports its suite only inside these functions
 SUITES: dict[str, Suite] = {
     BRAX_PREFIX: Suite(brax_envs_module, make_brax_env),
+    "craftax:": Suite(craftax_check, make_craftax_env),
     "jumanji:": Suite(jumanji_check, make_jumanji_env),
     "navix:": Suite(navix_check, make_navix_env),
     "playground:": Suite(playground_check, make_playground_env),

@@ -14,7 +14,7 @@ ORDER = (
     # pure maths
     "streams", "gae", "losses", "optim", "normalize",
     # inputs
-    "brax_env", "jumanji_env", "navix_env", "playground_env", "envs", "config", "configs",
+    "brax_env", "craftax_env", "jumanji_env", "navix_env", "playground_env", "envs", "config", "configs",
     # models
     "networks", "policies",
     # the pipeline
@@ -28,6 +28,7 @@ ORDER = (
 # Imports allowed inside functions: optional extras, and the command line's deliberate lazy imports.
 LAZY_IMPORTS_ALLOWED = {
     "brax_env": {"brax"},
+    "craftax_env": {"craftax"},
     "jumanji_env": {"jumanji"},
     "navix_env": {"navix"},
     "playground_env": {"mujoco_playground"},
