@@ -68,3 +68,10 @@ def test_every_extra_the_documentation_names_exists():
                                                               path.read_text())
              for extra in ",".join(group).split(",") if extra.strip()}
     assert named and not {e.strip() for e in named} - extras
+
+
+def test_every_environment_suite_has_its_extra():
+    from purejaxppo.envs import SUITES
+
+    assert {"brax", "playground", "craftax", "jumanji", "navix"} == {p.rstrip(":") for p in SUITES}
+    assert {p.rstrip(":") for p in SUITES} <= set(PROJECT["optional-dependencies"])
