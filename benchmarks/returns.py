@@ -228,7 +228,8 @@ def result_row(env_name: str, config: PPOConfig, eval_returns: np.ndarray, metri
     seed_means = eval_returns.mean(axis=1)
     summary = summarise(seed_means)
     target = TARGETS.get(env_name)
-    full_budget = target is None or config.total_timesteps >= target.budget
+    # without a target, the budget to reach is the shipped config's own (a --budget-scale below 1 falls short of it)
+    full_budget = budget_scale >= 1 if target is None else config.total_timesteps >= target.budget
     met = None if target is None or not full_budget else bool(summary.iqm >= target.threshold - 1e-6)
     return {
         "env_name": env_name,
@@ -301,7 +302,10 @@ def status(row: dict) -> str:
         return (f"not run: needs a GPU (est. {row['estimated_hours']:.1f} h for {seeds} x "
                 f"{_steps(row['estimated_budget'])} steps on this device)")
     if row["target"] is None:
-        return "no target"
+        if row["full_budget"]:
+            return "no target"
+        shipped = round(row["total_timesteps"] / row["budget_scale"])
+        return f"reduced budget ({_steps(row['timesteps_trained'])} of the config's {_steps(shipped)}), no target"
     if not row["full_budget"]:
         return f"reduced budget ({_steps(row['timesteps_trained'])} of {_steps(row['target_budget'])}): not judged"
     return "**yes**" if row["target_met"] else "no"
@@ -363,6 +367,10 @@ def plot_curves(rows: list[dict], out: Path) -> Path:
                 label = f"{setting_label(r) or 'shipped config'} ({r['num_seeds']} seeds)"
                 ax.plot(c["env_steps"], c["mean"], color=f"C{i}", lw=1.5, label=label)
                 ax.fill_between(c["env_steps"], c["low"], c["high"], color=f"C{i}", alpha=0.25, lw=0)
+            if not any(np.isfinite(np.array([np.nan if v is None else v for v in r["curve"]["mean"]], float)).any()
+                       for r in env_rows):
+                ax.text(0.5, 0.5, "no training episode ended within the budget\n(greedy evaluation: see the table)",
+                        ha="center", va="center", transform=ax.transAxes, fontsize=8)
             first = env_rows[0]
             if first["target"] is not None:
                 ax.axhline(first["target"], color="C3", ls="--", lw=1, label="target")

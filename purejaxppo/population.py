@@ -428,12 +428,26 @@ def pbt(
     check_mesh(mesh, population)
     key = jax.random.key(0) if key is None else key
     prog = program(config, space.shape(), population, ready_every, float(quantile), mesh, config.num_updates)
-    bounds = space.arrays()
-    state, rows = prog.advance(prog.init(key, bounds), bounds, np.int32(config.num_updates))
+    key, bounds, n = replicated((key, space.arrays(), np.int32(config.num_updates)), mesh)
+    state, rows = prog.advance(prog.init(key, bounds), bounds, n)
     state, rows = to_host(state, rows)
     metrics = {name: np.swapaxes(m, 0, 1) for name, m in rows.items()}  # [U, P] -> [P, U]
     return PBTResult(state.members, metrics, lineage(state, space.names), jax.random.split(key, population), config,
                      ready_every, space.as_dict())
+
+
+def replicated(tree: Any, mesh: Mesh) -> Any:
+    """Host values (keys, bounds, counts) as arrays replicated on every device of `mesh`, of every process: what the
+    programs take (across hosts, a process-local array is not a valid input)."""
+    sharding = NamedSharding(mesh, P())
+
+    def put(x):
+        if jnp.issubdtype(jnp.asarray(x).dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(put(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(put, tree)
 
 
 def to_host(state: PopulationState, rows: Any = None) -> tuple[PopulationState, Any]:

@@ -1,8 +1,8 @@
-"""Two processes on localhost (jax.distributed, CPU collectives over gloo) run one sharded `sweep` together.
+"""Two processes on localhost (jax.distributed, CPU collectives over gloo) run one sharded `sweep` and one `pbt`.
 
 Each process has one CPU device; the 4 seeds are spread over both (two cells per device), and every process gets the
 whole gathered result. It must equal, bit for bit, one process running the same sweep on two (forced) devices, which
-compiles the same per-device batch. All processes are bounded by timeouts and killed on failure.
+compiles the same per-device batch; likewise for `pbt`'s two members, one per process. All processes are bounded by timeouts and killed on failure.
 """
 
 from __future__ import annotations
@@ -33,6 +33,13 @@ COMMON = textwrap.dedent(r"""
         arrays["state/params"] = np.concatenate([np.ravel(x) for x in jax.tree.leaves(result.state.params)])
         arrays["info"] = np.array([jax.process_index(), jax.process_count(), len(jax.devices()),
                                    len(jax.local_devices())])
+        from purejaxppo import pbt  # 2 members, one per device (process): the generations copy across processes
+        population = pbt(PPOConfig(num_envs=4, num_steps=16, total_timesteps=512), population=2, ready_every=2,
+                         hyperparameters={"learning_rate": (1e-4, 1e-2)})
+        arrays["pbt/parent"] = population.lineage["parent"]
+        arrays["pbt/learning_rate"] = population.lineage["hyperparameters"]["learning_rate"]
+        arrays["pbt/episode_return"] = population.metrics["episode_return"]
+        arrays["pbt/params"] = np.concatenate([np.ravel(x) for x in jax.tree.leaves(population.state.params)])
         np.savez(path, **arrays)
 """)
 
@@ -100,6 +107,7 @@ def test_each_process_sees_the_global_devices(outputs):
 def test_every_process_gets_the_whole_result_equal_to_one_process(outputs):
     reference = outputs["reference"]
     assert reference["metric/episode_return"].shape == (4, 5)
+    assert reference["pbt/episode_return"].shape == (2, 8) and (reference["pbt/parent"] >= 0).sum() == 3
     for i in range(2):
         got = outputs[f"process{i}"]
         assert set(got) == set(reference)
