@@ -25,8 +25,10 @@ import sys
 import time
 from pathlib import Path
 
-# one CPU device per core: PBT's members and the grid's cells are split over them (XLA:CPU runs a program on one core)
-os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(os.cpu_count()))
+if __name__ == "__main__":  # not on import (tests import this file): the setting would reach their subprocesses
+    # one CPU device per core: PBT's members and the grid's cells are split over them (XLA:CPU runs a program on one
+    # core)
+    os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(os.cpu_count()))
 import jax  # noqa: E402
 import numpy as np
 

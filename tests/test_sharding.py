@@ -171,7 +171,8 @@ SCRIPT = textwrap.dedent(r"""
 
 @pytest.fixture(scope="module")
 def report() -> dict[str, str]:
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={DEVICES}", "JAX_PLATFORMS": "cpu"}
+    env = {k: v for k, v in os.environ.items() if k != "JAX_NUM_CPU_DEVICES"}  # it would override XLA_FLAGS
+    env.update({"XLA_FLAGS": f"--xla_force_host_platform_device_count={DEVICES}", "JAX_PLATFORMS": "cpu"})
     proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=420,
                           check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
