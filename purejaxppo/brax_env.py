@@ -40,6 +40,8 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from purejaxppo.extras import import_extra
+
 DEFAULT_EPISODE_LENGTH = 1000
 
 
@@ -169,12 +171,7 @@ def brax_envs_module(name: str):
     Raises:
       ValueError: brax is not installed, or `name` is not a Brax environment (the registered names are listed).
     """
-    try:
-        from brax import envs as brax_envs  # the optional extra: imported only when a brax environment is asked for
-    except ImportError as error:
-        raise ValueError(
-            f"env 'brax:{name}' needs the brax extra: pip install 'purejaxppo[brax]' ({error})"
-        ) from None
+    brax_envs = import_extra("brax.envs", f"brax:{name}", "brax")
     registered = sorted(getattr(brax_envs, "_envs", {}))
     if registered and name not in registered:
         raise ValueError(f"'{name}' is not a Brax environment; registered: {', '.join(registered)}")

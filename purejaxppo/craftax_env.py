@@ -42,6 +42,8 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from purejaxppo.extras import import_extra
+
 # The environments make_craftax_env_from_name builds without auto-reset (craftax 1.x).
 CRAFTAX_NAMES = (
     "Craftax-Classic-Symbolic-v1",
@@ -164,11 +166,6 @@ def make_craftax_env(name: str, **kwargs) -> tuple[CraftaxGymnaxEnv, CraftaxEnvP
 
 def craftax_check(name: str) -> None:
     """Raise a ValueError if craftax is not installed or `name` is not one of its environments (listed)."""
-    try:
-        import craftax.craftax_env  # noqa: F401  (the optional extra: imported only when a craftax env is asked for)
-    except ImportError as error:
-        raise ValueError(
-            f"env 'craftax:{name}' needs the craftax extra: pip install 'purejaxppo[craftax]' ({error})"
-        ) from None
+    import_extra("craftax.craftax_env", f"craftax:{name}", "craftax")
     if name not in CRAFTAX_NAMES:
         raise ValueError(f"'{name}' is not a Craftax environment; registered: {', '.join(CRAFTAX_NAMES)}")

@@ -52,6 +52,8 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from purejaxppo.extras import import_extra
+
 DEFAULT_MAX_STEPS = 1000  # the time limit of environments without their own `time_limit`
 MAX_FLAT_ACTIONS = 4096  # a MultiDiscrete action space is flattened only up to this many joint actions
 LAST = 2  # jumanji.types.StepType.LAST
@@ -230,12 +232,7 @@ def jumanji_check(name: str):
     Raises:
       ValueError: jumanji is not installed, or `name` is not registered (the registered names are listed).
     """
-    try:
-        import jumanji  # the optional extra: imported only when a jumanji environment is asked for
-    except ImportError as error:
-        raise ValueError(
-            f"env 'jumanji:{name}' needs the jumanji extra: pip install 'purejaxppo[jumanji]' ({error})"
-        ) from None
+    jumanji = import_extra("jumanji", f"jumanji:{name}", "jumanji")
     registered = sorted(jumanji.registered_environments())
     if name not in registered:
         raise ValueError(f"'{name}' is not a registered Jumanji environment; registered: {', '.join(registered)}")

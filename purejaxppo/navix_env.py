@@ -43,6 +43,8 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from purejaxppo.extras import import_extra
+
 DEFAULT_MAX_STEPS = 100  # navix.make's own default
 OBSERVATIONS = (
     "symbolic", "symbolic_first_person", "categorical", "categorical_first_person", "rgb", "rgb_first_person",
@@ -181,12 +183,7 @@ def navix_check(name: str):
     Raises:
       ValueError: navix is not installed, or `name` is not a navix environment (the registered names are listed).
     """
-    try:
-        import navix  # the optional extra: imported only when a navix environment is asked for
-    except ImportError as error:
-        raise ValueError(
-            f"env 'navix:{name}' needs the navix extra: pip install 'purejaxppo[navix]' ({error})"
-        ) from None
+    navix = import_extra("navix", f"navix:{name}", "navix")
     registered = sorted(navix.registry())
     if name not in registered:
         raise ValueError(f"'{name}' is not a navix environment; registered: {', '.join(registered)}")

@@ -48,6 +48,8 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from purejaxppo.extras import import_extra
+
 DEFAULT_IMPL = "jax"
 
 
@@ -210,12 +212,7 @@ def playground_registry(name: str):
     Raises:
       ValueError: playground is not installed, or `name` is not a Playground environment (the names are listed).
     """
-    try:
-        from mujoco_playground import registry  # the optional extra: imported only when asked for
-    except ImportError as error:
-        raise ValueError(
-            f"env 'playground:{name}' needs the playground extra: pip install 'purejaxppo[playground]' ({error})"
-        ) from None
+    registry = import_extra("mujoco_playground", f"playground:{name}", "playground").registry
     registered = list(getattr(registry, "ALL_ENVS", ()))
     if registered and name not in registered:
         raise ValueError(f"'{name}' is not a Playground environment; registered: {', '.join(registered)}")

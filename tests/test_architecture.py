@@ -14,7 +14,7 @@ ORDER = (
     # pure maths
     "streams", "gae", "losses", "optim", "normalize",
     # inputs
-    "brax_env", "craftax_env", "jumanji_env", "navix_env", "playground_env", "envs", "config", "configs",
+    "extras", "brax_env", "craftax_env", "jumanji_env", "navix_env", "playground_env", "envs", "config", "configs",
     # models
     "networks", "policies",
     # the pipeline
