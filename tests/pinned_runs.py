@@ -7,9 +7,10 @@ new code alike.
     python tests/pinned_runs.py            # print the digests of this checkout
     python tests/pinned_runs.py --write    # record them in tests/data/pinned_runs.json (only when bits must change)
 
-Bits are promised for one platform: XLA's CPU code depends on the jax version and the processor, so the record keeps
-the platform it was made on and the exact check runs there; everywhere the first update's metrics are compared with
-a tolerance instead.
+Bits are promised for one platform: XLA's CPU code depends on the jax version, XLA's flags and the processor (its
+family, model, stepping and instruction sets, not only its "model name"), so the record keeps the fingerprint of the
+platform it was made on (`platform_fingerprint`) and the exact check runs there; everywhere else the first update's
+metrics are compared with a tolerance instead.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import platform
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -48,17 +51,67 @@ def digest(arrays) -> str:
     return h.hexdigest()
 
 
-def platform_id() -> str:
-    """The jax version and the processor: where bit-identity is promised."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"jax {jax.__version__} / jaxlib {jax.lib.__version__} / {jax.default_backend()} / {cpu}"
+# The /proc/cpuinfo flags that decide which instructions XLA:CPU emits (vector width, fused multiply-add, the AVX-512
+# and AMX families): two processors that differ in any of them may round differently.
+ISA_FLAG = re.compile(r"^(sse4_1|sse4_2|avx|avx2|fma|f16c|avx_vnni|avx512.*|amx.*|asimd.*|sve.*|neon)$")
+
+
+def cpu_fingerprint(cpuinfo: str | None = None) -> dict:
+    """Where XLA's CPU code is the same: vendor, family, model, stepping and the ISA flags of the first processor.
+
+    "model name" alone is not enough: "AMD EPYC" names several families that round differently. `cpuinfo` is
+    /proc/cpuinfo's text (read here when None); without it (macOS, Windows) the fingerprint is what `platform` knows.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            if fields:
+                break  # the first processor only: they are all alike
+            continue
+        name, _, value = line.partition(":")
+        fields.setdefault(name.strip(), value.strip())
+    flags = fields.get("flags") or fields.get("Features") or ""  # x86 | arm64
+    return {
+        "machine": platform.machine(),
+        "vendor": fields.get("vendor_id") or fields.get("CPU implementer") or platform.processor(),
+        "family": fields.get("cpu family") or fields.get("CPU architecture", ""),
+        "model": fields.get("model") or fields.get("CPU part", ""),
+        "stepping": fields.get("stepping") or fields.get("CPU variant", ""),
+        "model_name": fields.get("model name", ""),
+        "isa": sorted(f for f in flags.split() if ISA_FLAG.match(f)),
+    }
+
+
+def platform_fingerprint() -> dict:
+    """Where bit-identity is promised: jax, jaxlib, the backend (and its device kind), XLA_FLAGS and the CPU.
+
+    XLA_FLAGS is part of it because flags such as ``--xla_cpu_max_isa`` change the code XLA emits.
+    """
+    return {
+        "jax": jax.__version__,
+        "jaxlib": jax.lib.__version__,
+        "backend": jax.default_backend(),
+        "device_kind": jax.devices()[0].device_kind,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "cpu": cpu_fingerprint(),
+    }
+
+
+def fingerprint_differences(recorded: dict, current: dict) -> list[str]:
+    """The keys (dotted) where two fingerprints differ, e.g. ``["cpu.family", "cpu.isa"]``; empty when equal."""
+    out = []
+    for key in sorted(set(recorded) | set(current)):
+        a, b = recorded.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{key}.{k}" for k in fingerprint_differences(a, b)]
+        elif a != b:
+            out.append(key)
+    return out
 
 
 def _record(params, metrics: dict, eval_return=None) -> dict:
@@ -125,7 +178,7 @@ def run_cases() -> dict[str, dict]:
 
 
 def main(argv: list[str]) -> None:
-    record = {"platform": platform_id(), "cases": run_cases()}
+    record = {"platform": platform_fingerprint(), "cases": run_cases()}
     text = json.dumps(record, indent=2, sort_keys=True)
     if "--write" in argv:
         RECORD.parent.mkdir(parents=True, exist_ok=True)
