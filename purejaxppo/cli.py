@@ -43,6 +43,7 @@ import os
 import re
 import sys
 import time
+import types
 import typing
 import uuid
 from collections.abc import Sequence
@@ -199,7 +200,8 @@ class Train:
     stop_after: Annotated[int | None, tyro.conf.arg(help_behavior_hint="(default: the whole budget)")] = None
     """Stop, resumably, once this many updates are done in total (time-boxed jobs; continue with --resume)."""
     print_config: Flag = False
-    """Print the config a run would use (after --env, --config-file and the flags; with --resume, the run's) as TOML, usable as a --config-file, and exit without training."""  # noqa: E501
+    """Print the config a run would use (after --env, --config-file and the flags; with --resume, the run's) as TOML,
+    usable as a --config-file, and exit without training."""
     quiet: Flag = False
     """No progress bar and no start-up lines (the final summary is still printed)."""
     tensorboard: Flag = False
@@ -335,6 +337,40 @@ class Compare:
 class ListEnvs:
     """List the gymnax environments; * marks those with a shipped config."""
 
+
+def _help_in_paragraphs(*commands: type) -> None:
+    """Hand the commands' docstrings to tyro with each paragraph on one line.
+
+    tyro keeps a docstring's line break wherever the next line does not start with a letter: always in an attribute
+    docstring (its continuation lines are indented), and in a class docstring before "--quantile", "95%", "`eval`".
+    ``--help`` then breaks the sentence there, at any width. So each command's description (``__doc__``) and each
+    field's docstring (as the field's "help" metadata, which tyro reads before the docstring) are rewrapped here; the
+    source stays wrapped at 120 columns. Without the source (a frozen install), tyro reads the docstrings as they are.
+    """
+    import ast
+    import inspect
+
+    def paragraphs(text: str) -> str:
+        return "\n\n".join(" ".join(p.split()) for p in re.split(r"\n\s*\n", inspect.cleandoc(text)) if p.strip())
+
+    try:
+        tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError):
+        return
+    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+    for cls in commands:
+        if cls.__doc__:
+            cls.__doc__ = paragraphs(cls.__doc__)
+        body = classes[cls.__name__].body if cls.__name__ in classes else []
+        docs = {stmt.target.id: doc.value.value for stmt, doc in zip(body, body[1:])
+                if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and isinstance(doc, ast.Expr)
+                and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str)}
+        for field in dataclasses.fields(cls):
+            if field.name in docs and "help" not in field.metadata:
+                field.metadata = types.MappingProxyType({**field.metadata, "help": paragraphs(docs[field.name])})
+
+
+_help_in_paragraphs(Train, Pbt, Eval, Export, Plot, Compare, ListEnvs)
 
 Command = (
     Annotated[Train, tyro.conf.subcommand("train")]
@@ -1146,8 +1182,8 @@ def list_envs_command(cmd: ListEnvs) -> int:
     return 0
 
 
-_DISPATCH = {Train: train_command, Pbt: pbt_command, Eval: eval_command, Export: export_command, Plot: plot_command, Compare: compare_command,
-             ListEnvs: list_envs_command}
+_DISPATCH = {Train: train_command, Pbt: pbt_command, Eval: eval_command, Export: export_command, Plot: plot_command,
+             Compare: compare_command, ListEnvs: list_envs_command}
 
 
 def _run_errors() -> tuple[type[Exception], ...]:

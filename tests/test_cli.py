@@ -406,3 +406,27 @@ def test_compare_table_matches_load_policy(trained_run, capsys, tmp_path):
     assert rows[1].split(",")[3:5] == ["20", "1280"] and rows[2].endswith("no checkpoint yet")
     code, out, _ = run_cli(capsys, "compare", trained_run, "--episodes", "4", "--markdown")
     assert code == 0 and "| run | env | seeds |" in out
+
+
+# ------------------------------------------------------------------------------------------------ the help pages
+HELP_PAGES = [[], ["train"], ["pbt"], ["eval"], ["export"], ["plot"], ["compare"], ["list-envs"]]
+
+
+@pytest.mark.parametrize("command", HELP_PAGES, ids=lambda c: " ".join(c) or "purejaxppo")
+def test_help_breaks_no_sentence(capsys, monkeypatch, command):
+    """tyro keeps a docstring's line break when the next line starts with anything but a letter (an attribute
+    docstring's indented continuation, "--quantile", "95%"), which --help shows as a break inside the sentence. Drawn
+    so wide that nothing wraps, every line of help text must end a sentence (or be a flag with its help below)."""
+    monkeypatch.setenv("COLUMNS", "1000")
+    code, out, _ = run_cli(capsys, *command, "--help")
+    assert code == 0
+    lines = out.splitlines()
+    rule = lambda line: set(line.strip()) <= set("─-╭╮╰╯│ ")  # noqa: E731
+    for i, line in enumerate(lines):
+        text = line.strip().strip("│").strip()
+        if not text or line.startswith("usage:") or "╭" in line or rule(line) or i + 1 < len(lines) and rule(
+                lines[i + 1]) and lines[i + 1].strip():
+            continue  # a box's border or title (drawn with "─" on a terminal, "-" when not)
+        if text.endswith("show this help message and exit") or (text.startswith(("-", "[")) and "  " not in text):
+            continue  # -h, and a flag whose help is on the next line
+        assert text.endswith((".", ")", ":")), f"{' '.join(command)} --help breaks a sentence: {text!r}"
