@@ -10,6 +10,7 @@
     purejaxppo plot runs/a runs/b --out curves.png
     purejaxppo compare runs/a runs/b [--episodes 32] [--csv | --markdown]
     purejaxppo list-envs
+    purejaxppo --version
 
 Why tyro: every command is a typed dataclass below, and tyro builds the parser, the type conversion, the choices and
 the ``--help`` text from the field types and their docstrings, so the command line cannot drift from the code and no
@@ -68,7 +69,7 @@ DEFAULT_POPULATION, DEFAULT_QUANTILE = 8, 0.25  # purejaxppo pbt
 DESCRIPTION = ("PPO in pure JAX: train on gymnax environments (one jitted program per run, many seeds at once), "
                "population-based training, "
                "evaluate checkpoints, export policies (ONNX, StableHLO), plot learning curves, compare runs. "
-               "`purejaxppo COMMAND --help` for each command.")
+               "`purejaxppo COMMAND --help` for each command; `purejaxppo --version` prints the version.")
 
 # ------------------------------------------------------------------------------------------- PPOConfig as flags
 # Built from `configfields` (PPOConfig's fields read from config.py's source), so that --help and a bad flag never
@@ -1201,6 +1202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     fault, 3 training diverged (non-finite values), 130 interrupted."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = os.environ.get("PUREJAXPPO_DEBUG", "") not in ("", "0")
+    if argv[:1] == ["--version"]:
+        from purejaxppo.version import __version__
+
+        print(f"purejaxppo {__version__}")
+        return 0
     try:
         cmd = parse(argv)
         return _DISPATCH[type(cmd)](cmd)

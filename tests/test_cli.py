@@ -222,13 +222,24 @@ print("exit", code)
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("argv, code", [
     (["--help"], 0), (["train", "--help"], 0), (["compare", "--help"], 0),
-    (["train", "--bogus-flag", "3"], 2), (["train", "--network", "transformer"], 2), ([], 2),
+    (["train", "--bogus-flag", "3"], 2), (["train", "--network", "transformer"], 2), ([], 2), (["--version"], 0),
 ])
 def test_help_and_argument_errors_do_not_import_jax(argv, code):
     done = subprocess.run([sys.executable, "-c", LAZY_CHECK.format(argv=argv)], capture_output=True, text=True,
                           timeout=100, check=False, env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == f"exit {code}"
+
+
+@pytest.mark.timeout(120)
+def test_version_flag(capsys):
+    import purejaxppo
+
+    code, out, err = run_cli(capsys, "--version")
+    assert (code, out, err) == (0, f"purejaxppo {purejaxppo.__version__}\n", "")
+    done = subprocess.run([sys.executable, "-m", "purejaxppo", "--version"], capture_output=True, text=True,
+                          timeout=100, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"purejaxppo {purejaxppo.__version__}\n", "")
 
 
 def test_import_purejaxppo_is_lazy_and_keeps_its_public_names():
