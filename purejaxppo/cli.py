@@ -438,6 +438,8 @@ def requested_config(cmd: Train) -> PPOConfig:
     """The config `cmd` asks for: the env's (or file's) config with the command-line overrides applied."""
     from purejaxppo.configs import is_config_path, load_config
 
+    if cmd.env is not None and not cmd.env.strip():
+        raise UsageError("--env is empty: give an environment name (purejaxppo list-envs lists them) or a config file")
     if cmd.config_file is not None:
         config = load_config(Path(cmd.config_file))
         if cmd.env is not None:
@@ -445,7 +447,7 @@ def requested_config(cmd: Train) -> PPOConfig:
                 raise UsageError("give the config file with --config-file or --env, not both")
             config = config.replace(env_name=cmd.env)
     else:
-        config = load_config(cmd.env or DEFAULT_ENV)
+        config = load_config(DEFAULT_ENV if cmd.env is None else cmd.env)
     overrides = override_values(cmd.config)
     return config.replace(**overrides) if overrides else config
 
@@ -571,7 +573,8 @@ def plan_resumed_run(cmd: Train) -> RunPlan:
         raise UsageError(f"{run_dir / CONFIG_FILE}: {e}") from None
     overrides = override_values(cmd.config)
     if cmd.env is not None or cmd.config_file is not None or overrides:
-        asked = requested_config(cmd) if cmd.env or cmd.config_file else config.replace(**overrides)
+        asked = (requested_config(cmd) if cmd.env is not None or cmd.config_file is not None else
+                 config.replace(**overrides))
         diffs = config_differences(config.to_dict(), asked.to_dict())
         if diffs:
             raise UsageError(f"--resume {run_dir}: the run was trained with a different config ("
@@ -730,7 +733,7 @@ def print_config(cmd: Train) -> int:
     else:
         config, seeds, seed = requested_config(cmd), cmd.num_seeds or 1, cmd.seed or 0
         source = f"--config-file {cmd.config_file}" if cmd.config_file is not None else (
-            f"--env {cmd.env or DEFAULT_ENV}")
+            f"--env {DEFAULT_ENV if cmd.env is None else cmd.env}")
     every = cmd.checkpoint_every or default_checkpoint_every(config.num_updates)
     print(config_toml(config, (
         f"PPOConfig from {source}{' with the flags given' if override_values(cmd.config) else ''}\n"

@@ -22,6 +22,7 @@ Observation and reward *normalisation* are not wrappers: their statistics live i
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -81,17 +82,41 @@ def registered_env_names() -> list[str]:
     return list(gymnax.registered_envs)
 
 
+# Prefixes of suites that are planned but have no adapter yet: refused as unknown, saying so.
+PLANNED_SUITES = ("envpool:", "gymnasium:")
+
+
 def check_env_name(env_name: str) -> None:
-    """Raise a ValueError listing the registered environments if `env_name` is not one of them."""
+    """Raise a ValueError (one line, pointing to ``purejaxppo list-envs``) unless `env_name` is a registered gymnax id
+    or has a suite's prefix: an empty name, an unknown suite (``"foo:Bar"``, the suites listed) and an unknown id (the
+    registered ids listed, with the closest one, case-insensitively, as "did you mean").
+
+    A prefixed name is only checked for its prefix here; its suite's ``check`` checks the rest when the environment is
+    built."""
     if suite_of(env_name)[1] is not None:
         return
     names = registered_env_names()
-    if env_name not in names:
-        prefixes = ", ".join(f"'{p}<name>'" for p in SUITES)
-        raise ValueError(
-            f"PPOConfig.env_name {env_name!r} is not a registered gymnax environment. "
-            f"Registered: {', '.join(names)} (or {prefixes} with that suite's extra)."
-        )
+    if env_name in names:
+        return
+    listed = "`purejaxppo list-envs` lists them"
+    suites = ", ".join(f"'{p}<name>'" for p in SUITES)
+    if not env_name.strip():
+        raise ValueError(f"PPOConfig.env_name is empty: give a gymnax id such as 'CartPole-v1' or one of {suites} "
+                         f"({listed})")
+    if ":" in env_name:
+        prefix, _, rest = env_name.partition(":")
+        planned = " (its environments are not available yet)" if f"{prefix.lower()}:" in PLANNED_SUITES else ""
+        close = difflib.get_close_matches(f"{prefix.lower()}:", list(SUITES), n=1)
+        guess = f" Did you mean '{close[0]}{rest}'?" if close else ""
+        raise ValueError(f"PPOConfig.env_name {env_name!r}: {prefix!r} is not a known suite{planned}.{guess} "
+                         f"The suites are {suites}, and plain gymnax ids such as 'CartPole-v1' ({listed}).")
+    by_lower = {name.lower(): name for name in names}
+    close = difflib.get_close_matches(env_name.strip().lower(), list(by_lower), n=1)
+    guess = f" Did you mean {by_lower[close[0]]!r}?" if close else ""
+    raise ValueError(
+        f"PPOConfig.env_name {env_name!r} is not a registered gymnax environment.{guess} "
+        f"Registered: {', '.join(names)} (or {suites} with that suite's extra; {listed})."
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ env_kwargs

@@ -110,6 +110,16 @@ def test_eval_gif_refuses_an_environment_the_visualiser_cannot_draw():
     (["train", "--config.gamma", "1.5"], "PPOConfig.gamma must be in [0, 1]"),
     (["train", "--num-minibatches", "3"], "PPOConfig.num_minibatches must divide"),
     (["train", "--env", "NoSuchEnv-v0"], "Registered: CartPole-v1"),
+    (["train", "--env", ""], "--env is empty: give an environment name (purejaxppo list-envs lists them)"),
+    (["pbt", "--env", ""], "--env is empty"),
+    (["train", "--env", " ", "--config-file", "c.toml"], "--env is empty"),
+    (["train", "--env", "foo:Bar"], "'foo:Bar': 'foo' is not a known suite. The suites are 'brax:<name>',"),
+    (["train", "--env", "envpool:Pong-v5"], "'envpool' is not a known suite (its environments are not available yet)"),
+    (["pbt", "--env", "gymnasium:CartPole-v1"], "'gymnasium' is not a known suite (its environments are not"),
+    (["train", "--env", "Brax:hopper"], "Did you mean 'brax:hopper'?"),
+    (["train", "--env", "CartPole-v0"], "Did you mean 'CartPole-v1'? Registered: CartPole-v1"),
+    (["train", "--env", "Cartpole-v1"], "Did you mean 'CartPole-v1'?"),
+    (["pbt", "--env", "cartpole-v1"], "Did you mean 'CartPole-v1'?"),
     (["train", "--num-seeds", "0"], "--num-seeds must be an integer >= 1"),
     (["train", "--env-kwargs", "{oops"], "JSON object"),
     (["train", "--config-file", "missing.toml"], "does not exist"),
@@ -120,12 +130,26 @@ def test_eval_gif_refuses_an_environment_the_visualiser_cannot_draw():
     (["compare"], "compare needs at least one run directory"),
     (["compare", "a", "--csv", "--markdown"], "--csv or --markdown, not both"),
 ])
-def test_bad_input_gives_one_line_error_and_exit_2(capsys, argv, expected):
+def test_bad_input_gives_one_line_error_and_exit_2(capsys, monkeypatch, tmp_path, argv, expected):
+    monkeypatch.chdir(tmp_path)  # where runs/<env>-<timestamp> would go
     code, _out, err = run_cli(capsys, *argv)
     assert code == 2
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert expected in err
     assert "Traceback" not in err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("env_name, expected", [
+    ("", "PPOConfig.env_name is empty"),
+    ("foo:Bar", "'foo' is not a known suite"),
+    ("envpool:Pong-v5", "not available yet"),
+    ("cartpole-v1", "Did you mean 'CartPole-v1'?"),
+])
+def test_ppoconfig_checks_the_env_name_as_the_command_line_does(env_name, expected):
+    with pytest.raises(ValueError, match=re.escape(expected)) as info:
+        PPOConfig(env_name=env_name)
+    assert "purejaxppo list-envs" in str(info.value)
 
 
 def test_overrides_in_both_spellings_apply_on_top_of_the_shipped_config():
