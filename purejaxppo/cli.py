@@ -225,8 +225,8 @@ class Pbt:
     lineage.json and lineage.png (who copied whom, each member's hyperparameters over time), checkpoints/ and
     summary.json. `eval`, `export` and `compare` take the run, --seed-index picking the member."""
 
-    search: Annotated[tuple[str, ...], tyro.conf.arg(
-        metavar="NAME=LOW:HIGH|NAME=A,B,...", help_behavior_hint="(default: learning_rate=LR/4:LR*4)")] = ()
+    search: Annotated[tuple[str, ...] | None, tyro.conf.arg(
+        metavar="NAME=LOW:HIGH|NAME=A,B,...", help_behavior_hint="(default: learning_rate=LR/4:LR*4)")] = None
     """The searched float hyperparameters: a range NAME=LOW:HIGH (log-uniform start when LOW > 0) or choices
     NAME=A,B,C, e.g. --search learning_rate=1e-4:1e-3 entropy_coeff=0,0.01,0.05."""
     population: Annotated[int | None, tyro.conf.arg(help_behavior_hint=f"(default: {DEFAULT_POPULATION})")] = None
@@ -424,13 +424,17 @@ def parse(argv: Sequence[str]) -> Any:
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
-            return tyro.cli(Command, args=flat_spelling(argv), prog="purejaxppo", description=DESCRIPTION,
-                            config=(tyro.conf.DisallowNone,))
+            cmd = tyro.cli(Command, args=flat_spelling(argv), prog="purejaxppo", description=DESCRIPTION,
+                           config=(tyro.conf.DisallowNone,))
     except SystemExit as e:
         if e.code in (0, None):
             sys.stderr.write(captured.getvalue())
             raise
         raise UsageError(condense_tyro_error(captured.getvalue())) from None
+    if isinstance(cmd, Pbt) and sum(arg.partition("=")[0] == "--search" for arg in argv) > 1:
+        # a repeated flag keeps only its last values: the first --search's hyperparameters would be dropped
+        raise UsageError("--search is given more than once; give all the searched hyperparameters after one --search")
+    return cmd
 
 
 # -------------------------------------------------------------------------------------------------------- train
@@ -845,15 +849,23 @@ def _train_locked(cmd: Train, plan: RunPlan, runner) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------- pbt
-def parse_search(items: Sequence[str], config: PPOConfig) -> dict[str, Any]:
-    """``["lr=1e-4:1e-3", "entropy_coeff=0,0.01"]`` -> `pbt`'s ``{name: (low, high) or [choices]}``; none given: the
-    config's learning rate / 4 to x 4."""
-    if not items:
+def parse_search(items: Sequence[str] | None, config: PPOConfig) -> dict[str, Any]:
+    """``["lr=1e-4:1e-3", "entropy_coeff=0,0.01"]`` -> `pbt`'s ``{name: (low, high) or [choices]}``; None (no
+    --search): the config's learning rate / 4 to x 4. A bare --search (no items) and a name given twice are refused."""
+    if items is None:
         return {"learning_rate": (config.learning_rate / 4, config.learning_rate * 4)}
+    if not items:
+        raise UsageError("--search needs at least one NAME=LOW:HIGH or NAME=A,B,..., e.g. learning_rate=1e-4:1e-3; "
+                         "leave --search out to search learning_rate=LR/4:LR*4")
     space: dict[str, Any] = {}
+    given: dict[str, str] = {}
     for item in items:
         name, sep, spec = item.partition("=")
         name = name.strip().replace("-", "_")
+        if name in given:
+            raise UsageError(f"--search gives {name} twice ({given[name]!r} and {item!r}); give each hyperparameter "
+                             "once")
+        given[name] = item
         try:
             if not sep or not name or not spec:
                 raise ValueError
@@ -896,7 +908,10 @@ def plan_pbt(cmd: Pbt) -> PbtPlan:
     """Check every flag, then resolve a new PBT run (nothing created yet) or read a resumed one back."""
     from purejaxppo.population import Space, check_pbt
 
-    for name in ("population", "ready-every", "checkpoint-every", "stop-after"):
+    if cmd.population is not None and cmd.population < 2:
+        raise UsageError(f"--population must be an integer >= 2 (PBT copies the weights of its best members into its "
+                         f"worst), got {cmd.population}; purejaxppo train trains a single config")
+    for name in ("ready-every", "checkpoint-every", "stop-after"):
         _check_positive(name, getattr(cmd, name.replace("-", "_")))
     _check_seed(cmd.seed)
     if cmd.quantile is not None and not 0 < cmd.quantile <= 0.5:
@@ -935,7 +950,7 @@ def plan_resumed_pbt(cmd: Pbt) -> PbtPlan:
     for flag, (value, saved) in asked.items():
         if value is not None and value != saved:
             raise UsageError(f"--resume {run_dir}: the run has --{flag} {saved}, not {value}")
-    asked_space = check_space(run.config, parse_search(cmd.search, run.config)) if cmd.search else None
+    asked_space = check_space(run.config, parse_search(cmd.search, run.config)) if cmd.search is not None else None
     if asked_space is not None and Space.from_json(asked_space.to_json()) != space:
         raise UsageError(f"--resume {run_dir}: the run searches {space.as_dict()}, not {' '.join(cmd.search)}")
     return PbtPlan(run, space, int(info["ready_every"]), float(info["quantile"]))

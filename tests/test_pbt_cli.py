@@ -98,3 +98,24 @@ def test_errors_are_one_line(reference, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and message in err and "\n" not in err, (argv, err)
     assert not (tmp_path / "a").exists()
+
+
+SMALL = ["--num-envs", "4", "--num-steps", "16", "--total-timesteps", "1280", "--ready-every", "5", "--quiet"]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("argv, message", [
+    (["--search", "learning_rate=1e-4:1e-3", "learning-rate=1e-3,2e-3"],
+     "--search gives learning_rate twice ('learning_rate=1e-4:1e-3' and 'learning-rate=1e-3,2e-3')"),
+    (["--search", "entropy_coeff=0,0.01", "entropy_coeff=0:0.1"], "--search gives entropy_coeff twice"),
+    (["--search", "learning_rate=1e-4:1e-3", "--search", "entropy_coeff=0,0.01"], "--search is given more than once"),
+    (["--search"], "--search needs at least one NAME=LOW:HIGH or NAME=A,B,..."),
+    (["--search", "--population", "4"], "--search needs at least one"),
+    (["--population", "1"], "--population must be an integer >= 2 (PBT copies the weights of its best members"),
+    (["--population", "0"], "--population must be an integer >= 2"),
+])
+def test_search_and_population_are_refused_in_one_line_before_anything_is_written(tmp_path, capsys, argv, message):
+    assert cli.main(["pbt", *SMALL, *argv, "--logdir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err, err
+    assert not (tmp_path / "run").exists()
