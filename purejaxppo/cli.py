@@ -1172,15 +1172,23 @@ def plot_command(cmd: Plot) -> int:
 
 
 def compare_command(cmd: Compare) -> int:
-    from purejaxppo.compare import compare_runs, format_table
-
+    """The comparison table on stdout; a warning on stderr first when the runs are on different environments."""
     if not cmd.runs:
         raise UsageError("compare needs at least one run directory")
     if cmd.csv and cmd.markdown:
         raise UsageError("give --csv or --markdown, not both")
     _check_positive("episodes", cmd.episodes)
     _check_seed(cmd.eval_seed, "eval-seed")
+    missing = [f"{run} {'is not a directory' if Path(run).exists() else 'does not exist'}"
+               for run in cmd.runs if not Path(run).is_dir()]
+    if missing:
+        raise UsageError(f"compare takes run directories: {'; '.join(missing)}")
+    from purejaxppo.compare import compare_runs, environment_note, format_table
+
     results = compare_runs(cmd.runs, cmd.episodes, cmd.eval_seed)
+    note = environment_note(results)
+    if note:
+        print(f"warning: {note}", file=sys.stderr, flush=True)
     style = "csv" if cmd.csv else "markdown" if cmd.markdown else "text"
     print(format_table(results, style, cmd.episodes), end="", flush=True)
     return 0

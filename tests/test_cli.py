@@ -129,6 +129,8 @@ def test_eval_gif_refuses_an_environment_the_visualiser_cannot_draw():
     ([], "Expected one of {train, pbt, eval, export, plot, compare, list-envs}"),
     (["compare"], "compare needs at least one run directory"),
     (["compare", "a", "--csv", "--markdown"], "--csv or --markdown, not both"),
+    (["compare", "no/such/run"], "compare takes run directories: no/such/run does not exist"),
+    (["compare", "no/such/run", "gone", "--markdown"], "no/such/run does not exist; gone does not exist"),
 ])
 def test_bad_input_gives_one_line_error_and_exit_2(capsys, monkeypatch, tmp_path, argv, expected):
     monkeypatch.chdir(tmp_path)  # where runs/<env>-<timestamp> would go
@@ -465,3 +467,30 @@ def test_help_breaks_no_sentence(capsys, monkeypatch, command):
         if text.endswith("show this help message and exit") or (text.startswith(("-", "[")) and "  " not in text):
             continue  # -h, and a flag whose help is on the next line
         assert text.endswith((".", ")", ":")), f"{' '.join(command)} --help breaks a sentence: {text!r}"
+
+
+def fake_run(run_dir: Path, env_name: str) -> Path:
+    """A run directory with config.json and run.json only (compare notes it: no checkpoint yet)."""
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps(PPOConfig(env_name=env_name).to_dict()))
+    (run_dir / "run.json").write_text(json.dumps({"run_id": run_dir.name, "num_seeds": 1, "seed": 0}))
+    return run_dir
+
+
+def test_compare_of_a_file_is_an_error(capsys, tmp_path):
+    (tmp_path / "afile").write_text("")
+    code, out, err = run_cli(capsys, "compare", fake_run(tmp_path / "run", "CartPole-v1"), tmp_path / "afile")
+    assert code == 2 and out == ""
+    assert err == f"error: compare takes run directories: {tmp_path / 'afile'} is not a directory\n"
+
+
+def test_compare_warns_when_the_runs_are_on_different_environments(capsys, tmp_path):
+    cartpole, acrobot = fake_run(tmp_path / "c", "CartPole-v1"), fake_run(tmp_path / "a", "Acrobot-v1")
+    note = f"The runs are on different environments ({cartpole}: CartPole-v1, {acrobot}: Acrobot-v1): their returns"
+    for style in ([], ["--markdown"], ["--csv"]):
+        code, out, err = run_cli(capsys, "compare", cartpole, acrobot, *style)
+        assert code == 0, err
+        assert err.startswith(f"warning: {note}") and err.count("\n") == 1, err
+        assert (note in out) == (style != ["--csv"])  # the table's footer says it too (a CSV has no footer)
+    code, out, err = run_cli(capsys, "compare", cartpole, fake_run(tmp_path / "c2", "CartPole-v1"))
+    assert code == 0 and err == "" and "different environments" not in out
