@@ -1148,11 +1148,13 @@ def eval_command(cmd: Eval) -> int:
 
 def export_command(cmd: Export) -> int:
     """Write the exported policy and its description; print where."""
-    from purejaxppo.export import export_policy
+    from purejaxppo.export import check_out_path, export_policy
 
     _check_positive("batch-size", cmd.batch_size)
     if cmd.seed_index < 0:
         raise UsageError(f"--seed-index must be >= 0, got {cmd.seed_index}")
+    if cmd.out is not None:
+        check_out_path(cmd.out, "--out")
     path = export_policy(cmd.path, cmd.format, seed_index=cmd.seed_index, out=cmd.out, batch_size=cmd.batch_size)
     print(f"wrote {path} ({cmd.format}; inputs and outputs described in {path}.json)")
     return 0

@@ -494,3 +494,18 @@ def test_compare_warns_when_the_runs_are_on_different_environments(capsys, tmp_p
         assert (note in out) == (style != ["--csv"])  # the table's footer says it too (a CSV has no footer)
     code, out, err = run_cli(capsys, "compare", cartpole, fake_run(tmp_path / "c2", "CartPole-v1"))
     assert code == 0 and err == "" and "different environments" not in out
+
+
+@pytest.mark.timeout(180)
+def test_export_out_under_a_file_says_it_is_a_file(trained_run, capsys, tmp_path):
+    from purejaxppo.export import export_policy
+
+    run, afile = trained_run, tmp_path / "afile"
+    afile.write_text("")
+    code, out, err = run_cli(capsys, "export", run, "--format", "stablehlo", "--out", afile / "x" / "policy")
+    assert code == 2 and err == f"error: --out {afile / 'x' / 'policy'}: {afile} is a file, not a directory\n"
+    code, out, err = run_cli(capsys, "export", run, "--format", "stablehlo", "--out", tmp_path)
+    assert code == 2 and err == f"error: --out {tmp_path} is a directory; give the path of the file to write\n"
+    with pytest.raises(ValueError, match=re.escape(f"out {afile / 'x'}: {afile} is a file, not a directory")):
+        export_policy(run, "stablehlo", out=afile / "x")
+    assert afile.read_text() == "" and [p.name for p in tmp_path.iterdir()] == ["afile"]
