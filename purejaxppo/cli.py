@@ -28,8 +28,9 @@ update with exit status 3, keeping the checkpoints saved before it. Set ``PUREJA
 instead.
 
 A run directory is locked while it trains (`purejaxppo.runlock`): a second process is refused, naming the holder's
-pid. Resuming picks the newest checkpoint that reads back intact (a corrupt one is moved aside with a warning) and
-leaves a finished run untouched.
+pid; the lock file is removed on exit, and one left by a killed process is taken over with a warning. Resuming picks
+the newest checkpoint that reads back intact (a corrupt one is moved aside with a warning) and leaves a finished run
+untouched.
 """
 
 from __future__ import annotations
@@ -774,9 +775,15 @@ def train_command(cmd: Train) -> int:
     if not plan.resumed:
         create_run_dir(plan)
     with RunLock(plan.run_dir) as lock:
-        if lock.stale_holder and plan.resumed and not cmd.quiet:
-            print(f"(a stale lock of a process that no longer runs was taken over: {lock.stale_holder})", flush=True)
+        _report_stale_lock(lock)
         return _train_locked(cmd, plan, runner)
+
+
+def _report_stale_lock(lock) -> None:
+    """A warning when the run's lock file was left by a process that did not exit cleanly (killed, or crashed)."""
+    if lock.stale_holder:
+        print(f"warning: {lock.path} was left by a process that did not exit cleanly ({lock.stale_holder}); taken "
+              "over", file=sys.stderr, flush=True)
 
 
 def _train_locked(cmd: Train, plan: RunPlan, runner) -> int:
@@ -966,7 +973,8 @@ def pbt_command(cmd: Pbt) -> int:
     if not run.resumed:
         create_run_dir(run, {"kind": "pbt", "population": run.num_seeds, "search": plan.space.to_json(),
                              "ready_every": plan.ready_every, "quantile": plan.quantile})
-    with RunLock(run.run_dir):
+    with RunLock(run.run_dir) as lock:
+        _report_stale_lock(lock)
         return _pbt_locked(cmd, plan)
 
 

@@ -509,3 +509,17 @@ def test_export_out_under_a_file_says_it_is_a_file(trained_run, capsys, tmp_path
     with pytest.raises(ValueError, match=re.escape(f"out {afile / 'x'}: {afile} is a file, not a directory")):
         export_policy(run, "stablehlo", out=afile / "x")
     assert afile.read_text() == "" and [p.name for p in tmp_path.iterdir()] == ["afile"]
+
+
+@pytest.mark.timeout(180)
+def test_stop_and_resume_leave_no_lock_and_a_killed_processs_lock_is_reported(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    code, out, err = run_cli(capsys, *TRAIN, "--logdir", run_dir, "--stop-after", "5")
+    assert code == 0 and err == "" and not (run_dir / ".lock").exists()
+    code, out, err = run_cli(capsys, "train", "--resume", run_dir, "--stop-after", "10")
+    assert code == 0 and err == "" and "lock" not in out and not (run_dir / ".lock").exists()
+    (run_dir / ".lock").write_text("pid 999999 on elsewhere since 2020-01-01T00:00:00\n")  # a SIGKILLed holder's
+    code, out, err = run_cli(capsys, "train", "--resume", run_dir, "--quiet")
+    assert code == 0 and err == (f"warning: {run_dir / '.lock'} was left by a process that did not exit cleanly "
+                                 "(pid 999999 on elsewhere since 2020-01-01T00:00:00); taken over\n")
+    assert not (run_dir / ".lock").exists()
