@@ -337,7 +337,8 @@ class Compare:
 
 @dataclasses.dataclass(frozen=True)
 class ListEnvs:
-    """List the gymnax environments; * marks those with a shipped config."""
+    """List the gymnax environments (* marks those with a shipped config) and the other suites, each installed or
+    not."""
 
 
 def _help_in_paragraphs(*commands: type) -> None:
@@ -1206,7 +1207,7 @@ def compare_command(cmd: Compare) -> int:
 
 def list_envs_command(cmd: ListEnvs) -> int:
     from purejaxppo.configs import shipped_config_names
-    from purejaxppo.envs import NEEDS_NETWORK, SUITES, registered_env_names
+    from purejaxppo.envs import NEEDS_NETWORK, SUITES, registered_env_names, suite_installed
 
     shipped = set(shipped_config_names())
     for name in registered_env_names():
@@ -1214,8 +1215,12 @@ def list_envs_command(cmd: ListEnvs) -> int:
         print(f"{'*' if name in shipped else ' '} {name}{note}")
     for name in sorted(n for n in shipped if any(n.startswith(p) for p in SUITES)):
         print(f"* {name}")
-    suites = ", ".join(f"{p}<name> (pip install 'purejaxppo[{p.rstrip(':')}]')" for p in SUITES)
-    print(f"* = shipped config (purejaxppo/configs/<env>.toml); other suites: {suites}")
+    print("* = shipped config (purejaxppo/configs/<env>.toml)")
+    print("Other suites (env name <suite>:<name>), each an extra:")
+    for prefix in SUITES:
+        suite = prefix.rstrip(":")
+        print(f"  {suite}: " + ("installed" if suite_installed(prefix) else
+                                f"not installed (pip install 'purejaxppo[{suite}]')"))
     return 0
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import functools
+import importlib.util
 import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
@@ -51,20 +52,31 @@ class Suite(NamedTuple):
     check(name): raise a ValueError when the suite is not installed or has no environment `name` (one line naming
       the extra to install, or the suite's names).
     make(name, **env_kwargs) -> (env, env_params): the environment behind gymnax 1.0's interface.
+    module: the top-level module the suite's extra installs (`suite_installed` looks for it without importing it).
     """
 
     check: Callable[[str], Any]
     make: Callable[..., tuple[Any, Any]]
+    module: str
 
 
-# prefix -> suite; an adapter module imports its suite only inside these functions
+# prefix -> suite (its extra is the prefix without the colon); an adapter module imports its suite only inside these
+# functions
 SUITES: dict[str, Suite] = {
-    BRAX_PREFIX: Suite(brax_envs_module, make_brax_env),
-    "craftax:": Suite(craftax_check, make_craftax_env),
-    "jumanji:": Suite(jumanji_check, make_jumanji_env),
-    "navix:": Suite(navix_check, make_navix_env),
-    "playground:": Suite(playground_check, make_playground_env),
+    BRAX_PREFIX: Suite(brax_envs_module, make_brax_env, "brax"),
+    "craftax:": Suite(craftax_check, make_craftax_env, "craftax"),
+    "jumanji:": Suite(jumanji_check, make_jumanji_env, "jumanji"),
+    "navix:": Suite(navix_check, make_navix_env, "navix"),
+    "playground:": Suite(playground_check, make_playground_env, "mujoco_playground"),
 }
+
+
+def suite_installed(prefix: str) -> bool:
+    """Whether the module of the suite `prefix` (a key of `SUITES`) can be imported; found, not imported."""
+    try:
+        return importlib.util.find_spec(SUITES[prefix].module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def suite_of(env_name: str) -> tuple[str, Suite] | tuple[None, None]:

@@ -198,7 +198,47 @@ def test_list_envs_marks_shipped_configs(capsys):
     code, out, _ = run_cli(capsys, "list-envs")
     assert code == 0
     assert "* CartPole-v1" in out and "* Breakout-MinAtar" in out and "  DeepSea-bsuite" in out
-    assert "* brax:hopper" in out and "navix:<name> (pip install 'purejaxppo[navix]')" in out
+    assert "* brax:hopper" in out
+
+
+def test_list_envs_says_which_suites_are_installed(capsys, monkeypatch):
+    import importlib.util
+
+    from purejaxppo.envs import SUITES
+
+    def installed(prefix):
+        return importlib.util.find_spec(SUITES[prefix].module) is not None
+
+    expected = [f"  {p[:-1]}: installed" if installed(p) else
+                f"  {p[:-1]}: not installed (pip install 'purejaxppo[{p[:-1]}]')" for p in SUITES]
+    code, out, _ = run_cli(capsys, "list-envs")
+    assert code == 0 and out.splitlines()[-len(SUITES):] == expected
+    assert {p[:-1] for p in SUITES} == {"brax", "craftax", "jumanji", "navix", "playground"}
+    real, modules = importlib.util.find_spec, {suite.module for suite in SUITES.values()}
+
+    def find_spec(name, *args):  # as if only brax and playground were installed
+        if name in modules:
+            return real("json") if name in ("brax", "mujoco_playground") else None
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    code, out, _ = run_cli(capsys, "list-envs")
+    assert out.splitlines()[-len(SUITES) - 1:] == [
+        "Other suites (env name <suite>:<name>), each an extra:", "  brax: installed",
+        "  craftax: not installed (pip install 'purejaxppo[craftax]')",
+        "  jumanji: not installed (pip install 'purejaxppo[jumanji]')",
+        "  navix: not installed (pip install 'purejaxppo[navix]')", "  playground: installed"]
+
+
+@pytest.mark.timeout(120)
+def test_list_envs_imports_no_suite():
+    check = ("import sys; from purejaxppo import cli; from purejaxppo.envs import SUITES; "
+             "assert cli.main(['list-envs']) == 0; "
+             "print(sorted(s.module for s in SUITES.values() if s.module in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=100, check=False,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"
 
 
 @pytest.mark.timeout(120)
