@@ -10,6 +10,7 @@
     purejaxppo plot runs/a runs/b --out curves.png
     purejaxppo compare runs/a runs/b [--episodes 32] [--csv | --markdown]
     purejaxppo list-envs
+    purejaxppo --version
 
 Why tyro: every command is a typed dataclass below, and tyro builds the parser, the type conversion, the choices and
 the ``--help`` text from the field types and their docstrings, so the command line cannot drift from the code and no
@@ -27,8 +28,9 @@ update with exit status 3, keeping the checkpoints saved before it. Set ``PUREJA
 instead.
 
 A run directory is locked while it trains (`purejaxppo.runlock`): a second process is refused, naming the holder's
-pid. Resuming picks the newest checkpoint that reads back intact (a corrupt one is moved aside with a warning) and
-leaves a finished run untouched.
+pid; the lock file is removed on exit, and one left by a killed process is taken over with a warning. Resuming picks
+the newest checkpoint that reads back intact (a corrupt one is moved aside with a warning) and leaves a finished run
+untouched.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import os
 import re
 import sys
 import time
+import types
 import typing
 import uuid
 from collections.abc import Sequence
@@ -67,7 +70,7 @@ DEFAULT_POPULATION, DEFAULT_QUANTILE = 8, 0.25  # purejaxppo pbt
 DESCRIPTION = ("PPO in pure JAX: train on gymnax environments (one jitted program per run, many seeds at once), "
                "population-based training, "
                "evaluate checkpoints, export policies (ONNX, StableHLO), plot learning curves, compare runs. "
-               "`purejaxppo COMMAND --help` for each command.")
+               "`purejaxppo COMMAND --help` for each command; `purejaxppo --version` prints the version.")
 
 # ------------------------------------------------------------------------------------------- PPOConfig as flags
 # Built from `configfields` (PPOConfig's fields read from config.py's source), so that --help and a bad flag never
@@ -199,7 +202,8 @@ class Train:
     stop_after: Annotated[int | None, tyro.conf.arg(help_behavior_hint="(default: the whole budget)")] = None
     """Stop, resumably, once this many updates are done in total (time-boxed jobs; continue with --resume)."""
     print_config: Flag = False
-    """Print the config a run would use (after --env, --config-file and the flags; with --resume, the run's) as TOML, usable as a --config-file, and exit without training."""  # noqa: E501
+    """Print the config a run would use (after --env, --config-file and the flags; with --resume, the run's) as TOML,
+    usable as a --config-file, and exit without training."""
     quiet: Flag = False
     """No progress bar and no start-up lines (the final summary is still printed)."""
     tensorboard: Flag = False
@@ -222,8 +226,8 @@ class Pbt:
     lineage.json and lineage.png (who copied whom, each member's hyperparameters over time), checkpoints/ and
     summary.json. `eval`, `export` and `compare` take the run, --seed-index picking the member."""
 
-    search: Annotated[tuple[str, ...], tyro.conf.arg(
-        metavar="NAME=LOW:HIGH|NAME=A,B,...", help_behavior_hint="(default: learning_rate=LR/4:LR*4)")] = ()
+    search: Annotated[tuple[str, ...] | None, tyro.conf.arg(
+        metavar="NAME=LOW:HIGH|NAME=A,B,...", help_behavior_hint="(default: learning_rate=LR/4:LR*4)")] = None
     """The searched float hyperparameters: a range NAME=LOW:HIGH (log-uniform start when LOW > 0) or choices
     NAME=A,B,C, e.g. --search learning_rate=1e-4:1e-3 entropy_coeff=0,0.01,0.05."""
     population: Annotated[int | None, tyro.conf.arg(help_behavior_hint=f"(default: {DEFAULT_POPULATION})")] = None
@@ -333,8 +337,43 @@ class Compare:
 
 @dataclasses.dataclass(frozen=True)
 class ListEnvs:
-    """List the gymnax environments; * marks those with a shipped config."""
+    """List the gymnax environments (* marks those with a shipped config) and the other suites, each installed or
+    not."""
 
+
+def _help_in_paragraphs(*commands: type) -> None:
+    """Hand the commands' docstrings to tyro with each paragraph on one line.
+
+    tyro keeps a docstring's line break wherever the next line does not start with a letter: always in an attribute
+    docstring (its continuation lines are indented), and in a class docstring before "--quantile", "95%", "`eval`".
+    ``--help`` then breaks the sentence there, at any width. So each command's description (``__doc__``) and each
+    field's docstring (as the field's "help" metadata, which tyro reads before the docstring) are rewrapped here; the
+    source stays wrapped at 120 columns. Without the source (a frozen install), tyro reads the docstrings as they are.
+    """
+    import ast
+    import inspect
+
+    def paragraphs(text: str) -> str:
+        return "\n\n".join(" ".join(p.split()) for p in re.split(r"\n\s*\n", inspect.cleandoc(text)) if p.strip())
+
+    try:
+        tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError):
+        return
+    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+    for cls in commands:
+        if cls.__doc__:
+            cls.__doc__ = paragraphs(cls.__doc__)
+        body = classes[cls.__name__].body if cls.__name__ in classes else []
+        docs = {stmt.target.id: doc.value.value for stmt, doc in zip(body, body[1:])
+                if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and isinstance(doc, ast.Expr)
+                and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str)}
+        for field in dataclasses.fields(cls):
+            if field.name in docs and "help" not in field.metadata:
+                field.metadata = types.MappingProxyType({**field.metadata, "help": paragraphs(docs[field.name])})
+
+
+_help_in_paragraphs(Train, Pbt, Eval, Export, Plot, Compare, ListEnvs)
 
 Command = (
     Annotated[Train, tyro.conf.subcommand("train")]
@@ -387,13 +426,17 @@ def parse(argv: Sequence[str]) -> Any:
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
-            return tyro.cli(Command, args=flat_spelling(argv), prog="purejaxppo", description=DESCRIPTION,
-                            config=(tyro.conf.DisallowNone,))
+            cmd = tyro.cli(Command, args=flat_spelling(argv), prog="purejaxppo", description=DESCRIPTION,
+                           config=(tyro.conf.DisallowNone,))
     except SystemExit as e:
         if e.code in (0, None):
             sys.stderr.write(captured.getvalue())
             raise
         raise UsageError(condense_tyro_error(captured.getvalue())) from None
+    if isinstance(cmd, Pbt) and sum(arg.partition("=")[0] == "--search" for arg in argv) > 1:
+        # a repeated flag keeps only its last values: the first --search's hyperparameters would be dropped
+        raise UsageError("--search is given more than once; give all the searched hyperparameters after one --search")
+    return cmd
 
 
 # -------------------------------------------------------------------------------------------------------- train
@@ -401,6 +444,8 @@ def requested_config(cmd: Train) -> PPOConfig:
     """The config `cmd` asks for: the env's (or file's) config with the command-line overrides applied."""
     from purejaxppo.configs import is_config_path, load_config
 
+    if cmd.env is not None and not cmd.env.strip():
+        raise UsageError("--env is empty: give an environment name (purejaxppo list-envs lists them) or a config file")
     if cmd.config_file is not None:
         config = load_config(Path(cmd.config_file))
         if cmd.env is not None:
@@ -408,7 +453,7 @@ def requested_config(cmd: Train) -> PPOConfig:
                 raise UsageError("give the config file with --config-file or --env, not both")
             config = config.replace(env_name=cmd.env)
     else:
-        config = load_config(cmd.env or DEFAULT_ENV)
+        config = load_config(DEFAULT_ENV if cmd.env is None else cmd.env)
     overrides = override_values(cmd.config)
     return config.replace(**overrides) if overrides else config
 
@@ -534,7 +579,8 @@ def plan_resumed_run(cmd: Train) -> RunPlan:
         raise UsageError(f"{run_dir / CONFIG_FILE}: {e}") from None
     overrides = override_values(cmd.config)
     if cmd.env is not None or cmd.config_file is not None or overrides:
-        asked = requested_config(cmd) if cmd.env or cmd.config_file else config.replace(**overrides)
+        asked = (requested_config(cmd) if cmd.env is not None or cmd.config_file is not None else
+                 config.replace(**overrides))
         diffs = config_differences(config.to_dict(), asked.to_dict())
         if diffs:
             raise UsageError(f"--resume {run_dir}: the run was trained with a different config ("
@@ -693,7 +739,7 @@ def print_config(cmd: Train) -> int:
     else:
         config, seeds, seed = requested_config(cmd), cmd.num_seeds or 1, cmd.seed or 0
         source = f"--config-file {cmd.config_file}" if cmd.config_file is not None else (
-            f"--env {cmd.env or DEFAULT_ENV}")
+            f"--env {DEFAULT_ENV if cmd.env is None else cmd.env}")
     every = cmd.checkpoint_every or default_checkpoint_every(config.num_updates)
     print(config_toml(config, (
         f"PPOConfig from {source}{' with the flags given' if override_values(cmd.config) else ''}\n"
@@ -730,9 +776,15 @@ def train_command(cmd: Train) -> int:
     if not plan.resumed:
         create_run_dir(plan)
     with RunLock(plan.run_dir) as lock:
-        if lock.stale_holder and plan.resumed and not cmd.quiet:
-            print(f"(a stale lock of a process that no longer runs was taken over: {lock.stale_holder})", flush=True)
+        _report_stale_lock(lock)
         return _train_locked(cmd, plan, runner)
+
+
+def _report_stale_lock(lock) -> None:
+    """A warning when the run's lock file was left by a process that did not exit cleanly (killed, or crashed)."""
+    if lock.stale_holder:
+        print(f"warning: {lock.path} was left by a process that did not exit cleanly ({lock.stale_holder}); taken "
+              "over", file=sys.stderr, flush=True)
 
 
 def _train_locked(cmd: Train, plan: RunPlan, runner) -> int:
@@ -805,15 +857,23 @@ def _train_locked(cmd: Train, plan: RunPlan, runner) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------- pbt
-def parse_search(items: Sequence[str], config: PPOConfig) -> dict[str, Any]:
-    """``["lr=1e-4:1e-3", "entropy_coeff=0,0.01"]`` -> `pbt`'s ``{name: (low, high) or [choices]}``; none given: the
-    config's learning rate / 4 to x 4."""
-    if not items:
+def parse_search(items: Sequence[str] | None, config: PPOConfig) -> dict[str, Any]:
+    """``["lr=1e-4:1e-3", "entropy_coeff=0,0.01"]`` -> `pbt`'s ``{name: (low, high) or [choices]}``; None (no
+    --search): the config's learning rate / 4 to x 4. A bare --search (no items) and a name given twice are refused."""
+    if items is None:
         return {"learning_rate": (config.learning_rate / 4, config.learning_rate * 4)}
+    if not items:
+        raise UsageError("--search needs at least one NAME=LOW:HIGH or NAME=A,B,..., e.g. learning_rate=1e-4:1e-3; "
+                         "leave --search out to search learning_rate=LR/4:LR*4")
     space: dict[str, Any] = {}
+    given: dict[str, str] = {}
     for item in items:
         name, sep, spec = item.partition("=")
         name = name.strip().replace("-", "_")
+        if name in given:
+            raise UsageError(f"--search gives {name} twice ({given[name]!r} and {item!r}); give each hyperparameter "
+                             "once")
+        given[name] = item
         try:
             if not sep or not name or not spec:
                 raise ValueError
@@ -856,7 +916,10 @@ def plan_pbt(cmd: Pbt) -> PbtPlan:
     """Check every flag, then resolve a new PBT run (nothing created yet) or read a resumed one back."""
     from purejaxppo.population import Space, check_pbt
 
-    for name in ("population", "ready-every", "checkpoint-every", "stop-after"):
+    if cmd.population is not None and cmd.population < 2:
+        raise UsageError(f"--population must be an integer >= 2 (PBT copies the weights of its best members into its "
+                         f"worst), got {cmd.population}; purejaxppo train trains a single config")
+    for name in ("ready-every", "checkpoint-every", "stop-after"):
         _check_positive(name, getattr(cmd, name.replace("-", "_")))
     _check_seed(cmd.seed)
     if cmd.quantile is not None and not 0 < cmd.quantile <= 0.5:
@@ -895,7 +958,7 @@ def plan_resumed_pbt(cmd: Pbt) -> PbtPlan:
     for flag, (value, saved) in asked.items():
         if value is not None and value != saved:
             raise UsageError(f"--resume {run_dir}: the run has --{flag} {saved}, not {value}")
-    asked_space = check_space(run.config, parse_search(cmd.search, run.config)) if cmd.search else None
+    asked_space = check_space(run.config, parse_search(cmd.search, run.config)) if cmd.search is not None else None
     if asked_space is not None and Space.from_json(asked_space.to_json()) != space:
         raise UsageError(f"--resume {run_dir}: the run searches {space.as_dict()}, not {' '.join(cmd.search)}")
     return PbtPlan(run, space, int(info["ready_every"]), float(info["quantile"]))
@@ -911,7 +974,8 @@ def pbt_command(cmd: Pbt) -> int:
     if not run.resumed:
         create_run_dir(run, {"kind": "pbt", "population": run.num_seeds, "search": plan.space.to_json(),
                              "ready_every": plan.ready_every, "quantile": plan.quantile})
-    with RunLock(run.run_dir):
+    with RunLock(run.run_dir) as lock:
+        _report_stale_lock(lock)
         return _pbt_locked(cmd, plan)
 
 
@@ -1093,11 +1157,13 @@ def eval_command(cmd: Eval) -> int:
 
 def export_command(cmd: Export) -> int:
     """Write the exported policy and its description; print where."""
-    from purejaxppo.export import export_policy
+    from purejaxppo.export import check_out_path, export_policy
 
     _check_positive("batch-size", cmd.batch_size)
     if cmd.seed_index < 0:
         raise UsageError(f"--seed-index must be >= 0, got {cmd.seed_index}")
+    if cmd.out is not None:
+        check_out_path(cmd.out, "--out")
     path = export_policy(cmd.path, cmd.format, seed_index=cmd.seed_index, out=cmd.out, batch_size=cmd.batch_size)
     print(f"wrote {path} ({cmd.format}; inputs and outputs described in {path}.json)")
     return 0
@@ -1117,15 +1183,23 @@ def plot_command(cmd: Plot) -> int:
 
 
 def compare_command(cmd: Compare) -> int:
-    from purejaxppo.compare import compare_runs, format_table
-
+    """The comparison table on stdout; a warning on stderr first when the runs are on different environments."""
     if not cmd.runs:
         raise UsageError("compare needs at least one run directory")
     if cmd.csv and cmd.markdown:
         raise UsageError("give --csv or --markdown, not both")
     _check_positive("episodes", cmd.episodes)
     _check_seed(cmd.eval_seed, "eval-seed")
+    missing = [f"{run} {'is not a directory' if Path(run).exists() else 'does not exist'}"
+               for run in cmd.runs if not Path(run).is_dir()]
+    if missing:
+        raise UsageError(f"compare takes run directories: {'; '.join(missing)}")
+    from purejaxppo.compare import compare_runs, environment_note, format_table
+
     results = compare_runs(cmd.runs, cmd.episodes, cmd.eval_seed)
+    note = environment_note(results)
+    if note:
+        print(f"warning: {note}", file=sys.stderr, flush=True)
     style = "csv" if cmd.csv else "markdown" if cmd.markdown else "text"
     print(format_table(results, style, cmd.episodes), end="", flush=True)
     return 0
@@ -1133,7 +1207,7 @@ def compare_command(cmd: Compare) -> int:
 
 def list_envs_command(cmd: ListEnvs) -> int:
     from purejaxppo.configs import shipped_config_names
-    from purejaxppo.envs import NEEDS_NETWORK, SUITES, registered_env_names
+    from purejaxppo.envs import NEEDS_NETWORK, SUITES, registered_env_names, suite_installed
 
     shipped = set(shipped_config_names())
     for name in registered_env_names():
@@ -1141,13 +1215,17 @@ def list_envs_command(cmd: ListEnvs) -> int:
         print(f"{'*' if name in shipped else ' '} {name}{note}")
     for name in sorted(n for n in shipped if any(n.startswith(p) for p in SUITES)):
         print(f"* {name}")
-    suites = ", ".join(f"{p}<name> (pip install 'purejaxppo[{p.rstrip(':')}]')" for p in SUITES)
-    print(f"* = shipped config (purejaxppo/configs/<env>.toml); other suites: {suites}")
+    print("* = shipped config (purejaxppo/configs/<env>.toml)")
+    print("Other suites (env name <suite>:<name>), each an extra:")
+    for prefix in SUITES:
+        suite = prefix.rstrip(":")
+        print(f"  {suite}: " + ("installed" if suite_installed(prefix) else
+                                f"not installed (pip install 'purejaxppo[{suite}]')"))
     return 0
 
 
-_DISPATCH = {Train: train_command, Pbt: pbt_command, Eval: eval_command, Export: export_command, Plot: plot_command, Compare: compare_command,
-             ListEnvs: list_envs_command}
+_DISPATCH = {Train: train_command, Pbt: pbt_command, Eval: eval_command, Export: export_command, Plot: plot_command,
+             Compare: compare_command, ListEnvs: list_envs_command}
 
 
 def _run_errors() -> tuple[type[Exception], ...]:
@@ -1165,6 +1243,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     fault, 3 training diverged (non-finite values), 130 interrupted."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = os.environ.get("PUREJAXPPO_DEBUG", "") not in ("", "0")
+    if argv[:1] == ["--version"]:
+        from purejaxppo.version import __version__
+
+        print(f"purejaxppo {__version__}")
+        return 0
     try:
         cmd = parse(argv)
         return _DISPATCH[type(cmd)](cmd)

@@ -6,7 +6,9 @@ run restored once and all seeds played in one vmapped program) and summarised ov
 the mean, the interquartile mean and a 95% percentile-bootstrap confidence interval of the mean (`plotting.iqm`,
 `plotting.bootstrap_ci`); the steps per seed of that checkpoint; the wall time of the run's last session (summary.json);
 and the settings that differ between the runs (config.json, plus the seed count and base seed from run.json). A
-directory that cannot be evaluated (no checkpoint yet, not a run, a diverged checkpoint) gets "-" and a note.
+directory that cannot be evaluated (no checkpoint yet, not a run, a diverged checkpoint) gets "-" and a note. Runs on
+different environments are compared too (one policy across variants may be meant), with a note saying so
+(`environment_note`).
 """
 
 from __future__ import annotations
@@ -104,6 +106,16 @@ def differing_settings(results: Sequence[RunResult]) -> list[str]:
     return [n for n in names if len({key(r, n) for r in runs}) > 1]
 
 
+def environment_note(results: Sequence[RunResult]) -> str | None:
+    """When the runs are on different environments (returns on different scales, which may still be meant: one
+    policy across variants), a sentence naming each run's environment; else None."""
+    named = [r for r in results if r.env_name]
+    if len({r.env_name for r in named}) < 2:
+        return None
+    return ("The runs are on different environments (" + ", ".join(f"{r.run}: {r.env_name}" for r in named)
+            + "): their returns are not on one scale.")
+
+
 def _setting(value: Any) -> str:
     if value is None:
         return "-"
@@ -152,6 +164,8 @@ def format_table(results: Sequence[RunResult], style: str = "text", episodes: in
     caption = (f"Final greedy return: each seed's latest checkpoint over {episodes} episode(s); mean, IQM and 95% "
                "bootstrap CI over seeds. wall s: the run's last session.")
     footer = [f"[{i}] {n}" for i, n in enumerate(notes, 1)]
+    if environment_note(results):
+        footer.append(environment_note(results))
     if not differing and sum(bool(r.settings) for r in results) > 1:
         footer.append("The runs have the same settings.")
     if style == "markdown":

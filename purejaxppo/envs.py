@@ -22,7 +22,9 @@ Observation and reward *normalisation* are not wrappers: their statistics live i
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
+import importlib.util
 import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
@@ -50,20 +52,31 @@ class Suite(NamedTuple):
     check(name): raise a ValueError when the suite is not installed or has no environment `name` (one line naming
       the extra to install, or the suite's names).
     make(name, **env_kwargs) -> (env, env_params): the environment behind gymnax 1.0's interface.
+    module: the top-level module the suite's extra installs (`suite_installed` looks for it without importing it).
     """
 
     check: Callable[[str], Any]
     make: Callable[..., tuple[Any, Any]]
+    module: str
 
 
-# prefix -> suite; an adapter module imports its suite only inside these functions
+# prefix -> suite (its extra is the prefix without the colon); an adapter module imports its suite only inside these
+# functions
 SUITES: dict[str, Suite] = {
-    BRAX_PREFIX: Suite(brax_envs_module, make_brax_env),
-    "craftax:": Suite(craftax_check, make_craftax_env),
-    "jumanji:": Suite(jumanji_check, make_jumanji_env),
-    "navix:": Suite(navix_check, make_navix_env),
-    "playground:": Suite(playground_check, make_playground_env),
+    BRAX_PREFIX: Suite(brax_envs_module, make_brax_env, "brax"),
+    "craftax:": Suite(craftax_check, make_craftax_env, "craftax"),
+    "jumanji:": Suite(jumanji_check, make_jumanji_env, "jumanji"),
+    "navix:": Suite(navix_check, make_navix_env, "navix"),
+    "playground:": Suite(playground_check, make_playground_env, "mujoco_playground"),
 }
+
+
+def suite_installed(prefix: str) -> bool:
+    """Whether the module of the suite `prefix` (a key of `SUITES`) can be imported; found, not imported."""
+    try:
+        return importlib.util.find_spec(SUITES[prefix].module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def suite_of(env_name: str) -> tuple[str, Suite] | tuple[None, None]:
@@ -81,17 +94,41 @@ def registered_env_names() -> list[str]:
     return list(gymnax.registered_envs)
 
 
+# Prefixes of suites that are planned but have no adapter yet: refused as unknown, saying so.
+PLANNED_SUITES = ("envpool:", "gymnasium:")
+
+
 def check_env_name(env_name: str) -> None:
-    """Raise a ValueError listing the registered environments if `env_name` is not one of them."""
+    """Raise a ValueError (one line, pointing to ``purejaxppo list-envs``) unless `env_name` is a registered gymnax id
+    or has a suite's prefix: an empty name, an unknown suite (``"foo:Bar"``, the suites listed) and an unknown id (the
+    registered ids listed, with the closest one, case-insensitively, as "did you mean").
+
+    A prefixed name is only checked for its prefix here; its suite's ``check`` checks the rest when the environment is
+    built."""
     if suite_of(env_name)[1] is not None:
         return
     names = registered_env_names()
-    if env_name not in names:
-        prefixes = ", ".join(f"'{p}<name>'" for p in SUITES)
-        raise ValueError(
-            f"PPOConfig.env_name {env_name!r} is not a registered gymnax environment. "
-            f"Registered: {', '.join(names)} (or {prefixes} with that suite's extra)."
-        )
+    if env_name in names:
+        return
+    listed = "`purejaxppo list-envs` lists them"
+    suites = ", ".join(f"'{p}<name>'" for p in SUITES)
+    if not env_name.strip():
+        raise ValueError(f"PPOConfig.env_name is empty: give a gymnax id such as 'CartPole-v1' or one of {suites} "
+                         f"({listed})")
+    if ":" in env_name:
+        prefix, _, rest = env_name.partition(":")
+        planned = " (its environments are not available yet)" if f"{prefix.lower()}:" in PLANNED_SUITES else ""
+        close = difflib.get_close_matches(f"{prefix.lower()}:", list(SUITES), n=1)
+        guess = f" Did you mean '{close[0]}{rest}'?" if close else ""
+        raise ValueError(f"PPOConfig.env_name {env_name!r}: {prefix!r} is not a known suite{planned}.{guess} "
+                         f"The suites are {suites}, and plain gymnax ids such as 'CartPole-v1' ({listed}).")
+    by_lower = {name.lower(): name for name in names}
+    close = difflib.get_close_matches(env_name.strip().lower(), list(by_lower), n=1)
+    guess = f" Did you mean {by_lower[close[0]]!r}?" if close else ""
+    raise ValueError(
+        f"PPOConfig.env_name {env_name!r} is not a registered gymnax environment.{guess} "
+        f"Registered: {', '.join(names)} (or {suites} with that suite's extra; {listed})."
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ env_kwargs

@@ -173,6 +173,17 @@ def _onnx(f: Callable, inputs, outputs, path: Path, batch_size: int | None) -> i
     return batch_size
 
 
+def check_out_path(out: str | Path, name: str = "out") -> None:
+    """Raise a ValueError naming `name` when the file `out` cannot be written there: it lies under a file, or is a
+    directory."""
+    out = Path(out)
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"{name} {out}: {parent} is a file, not a directory")
+    if out.is_dir():
+        raise ValueError(f"{name} {out} is a directory; give the path of the file to write")
+
+
 def export_policy(run: str | Path, format: str, seed_index: int = 0, out: str | Path | None = None,
                   batch_size: int | None = None, step: int | None = None) -> Path:
     """Export one seed's greedy policy of a run (see the module docstring for what the artefact computes).
@@ -190,12 +201,15 @@ def export_policy(run: str | Path, format: str, seed_index: int = 0, out: str | 
       The artefact's path; its description is written next to it as ``<artefact>.json``.
 
     Raises:
-      ValueError: an unknown format, a bad seed index, jax2onnx missing; `CheckpointError`: no usable checkpoint.
+      ValueError: an unknown format, a bad seed index, jax2onnx missing, an `out` under a file or that is a
+        directory; `CheckpointError`: no usable checkpoint.
     """
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if out is not None:
+        check_out_path(out)
     loaded = load_policy(run, seed_index=seed_index, deterministic=True, step=step)
     f, inputs, outputs = greedy_function(loaded)
     run_dir = Path(run)

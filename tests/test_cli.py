@@ -110,6 +110,16 @@ def test_eval_gif_refuses_an_environment_the_visualiser_cannot_draw():
     (["train", "--config.gamma", "1.5"], "PPOConfig.gamma must be in [0, 1]"),
     (["train", "--num-minibatches", "3"], "PPOConfig.num_minibatches must divide"),
     (["train", "--env", "NoSuchEnv-v0"], "Registered: CartPole-v1"),
+    (["train", "--env", ""], "--env is empty: give an environment name (purejaxppo list-envs lists them)"),
+    (["pbt", "--env", ""], "--env is empty"),
+    (["train", "--env", " ", "--config-file", "c.toml"], "--env is empty"),
+    (["train", "--env", "foo:Bar"], "'foo:Bar': 'foo' is not a known suite. The suites are 'brax:<name>',"),
+    (["train", "--env", "envpool:Pong-v5"], "'envpool' is not a known suite (its environments are not available yet)"),
+    (["pbt", "--env", "gymnasium:CartPole-v1"], "'gymnasium' is not a known suite (its environments are not"),
+    (["train", "--env", "Brax:hopper"], "Did you mean 'brax:hopper'?"),
+    (["train", "--env", "CartPole-v0"], "Did you mean 'CartPole-v1'? Registered: CartPole-v1"),
+    (["train", "--env", "Cartpole-v1"], "Did you mean 'CartPole-v1'?"),
+    (["pbt", "--env", "cartpole-v1"], "Did you mean 'CartPole-v1'?"),
     (["train", "--num-seeds", "0"], "--num-seeds must be an integer >= 1"),
     (["train", "--env-kwargs", "{oops"], "JSON object"),
     (["train", "--config-file", "missing.toml"], "does not exist"),
@@ -119,13 +129,29 @@ def test_eval_gif_refuses_an_environment_the_visualiser_cannot_draw():
     ([], "Expected one of {train, pbt, eval, export, plot, compare, list-envs}"),
     (["compare"], "compare needs at least one run directory"),
     (["compare", "a", "--csv", "--markdown"], "--csv or --markdown, not both"),
+    (["compare", "no/such/run"], "compare takes run directories: no/such/run does not exist"),
+    (["compare", "no/such/run", "gone", "--markdown"], "no/such/run does not exist; gone does not exist"),
 ])
-def test_bad_input_gives_one_line_error_and_exit_2(capsys, argv, expected):
+def test_bad_input_gives_one_line_error_and_exit_2(capsys, monkeypatch, tmp_path, argv, expected):
+    monkeypatch.chdir(tmp_path)  # where runs/<env>-<timestamp> would go
     code, _out, err = run_cli(capsys, *argv)
     assert code == 2
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert expected in err
     assert "Traceback" not in err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("env_name, expected", [
+    ("", "PPOConfig.env_name is empty"),
+    ("foo:Bar", "'foo' is not a known suite"),
+    ("envpool:Pong-v5", "not available yet"),
+    ("cartpole-v1", "Did you mean 'CartPole-v1'?"),
+])
+def test_ppoconfig_checks_the_env_name_as_the_command_line_does(env_name, expected):
+    with pytest.raises(ValueError, match=re.escape(expected)) as info:
+        PPOConfig(env_name=env_name)
+    assert "purejaxppo list-envs" in str(info.value)
 
 
 def test_overrides_in_both_spellings_apply_on_top_of_the_shipped_config():
@@ -172,7 +198,47 @@ def test_list_envs_marks_shipped_configs(capsys):
     code, out, _ = run_cli(capsys, "list-envs")
     assert code == 0
     assert "* CartPole-v1" in out and "* Breakout-MinAtar" in out and "  DeepSea-bsuite" in out
-    assert "* brax:hopper" in out and "navix:<name> (pip install 'purejaxppo[navix]')" in out
+    assert "* brax:hopper" in out
+
+
+def test_list_envs_says_which_suites_are_installed(capsys, monkeypatch):
+    import importlib.util
+
+    from purejaxppo.envs import SUITES
+
+    def installed(prefix):
+        return importlib.util.find_spec(SUITES[prefix].module) is not None
+
+    expected = [f"  {p[:-1]}: installed" if installed(p) else
+                f"  {p[:-1]}: not installed (pip install 'purejaxppo[{p[:-1]}]')" for p in SUITES]
+    code, out, _ = run_cli(capsys, "list-envs")
+    assert code == 0 and out.splitlines()[-len(SUITES):] == expected
+    assert {p[:-1] for p in SUITES} == {"brax", "craftax", "jumanji", "navix", "playground"}
+    real, modules = importlib.util.find_spec, {suite.module for suite in SUITES.values()}
+
+    def find_spec(name, *args):  # as if only brax and playground were installed
+        if name in modules:
+            return real("json") if name in ("brax", "mujoco_playground") else None
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    code, out, _ = run_cli(capsys, "list-envs")
+    assert out.splitlines()[-len(SUITES) - 1:] == [
+        "Other suites (env name <suite>:<name>), each an extra:", "  brax: installed",
+        "  craftax: not installed (pip install 'purejaxppo[craftax]')",
+        "  jumanji: not installed (pip install 'purejaxppo[jumanji]')",
+        "  navix: not installed (pip install 'purejaxppo[navix]')", "  playground: installed"]
+
+
+@pytest.mark.timeout(120)
+def test_list_envs_imports_no_suite():
+    check = ("import sys; from purejaxppo import cli; from purejaxppo.envs import SUITES; "
+             "assert cli.main(['list-envs']) == 0; "
+             "print(sorted(s.module for s in SUITES.values() if s.module in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=100, check=False,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"
 
 
 @pytest.mark.timeout(120)
@@ -222,13 +288,24 @@ print("exit", code)
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("argv, code", [
     (["--help"], 0), (["train", "--help"], 0), (["compare", "--help"], 0),
-    (["train", "--bogus-flag", "3"], 2), (["train", "--network", "transformer"], 2), ([], 2),
+    (["train", "--bogus-flag", "3"], 2), (["train", "--network", "transformer"], 2), ([], 2), (["--version"], 0),
 ])
 def test_help_and_argument_errors_do_not_import_jax(argv, code):
     done = subprocess.run([sys.executable, "-c", LAZY_CHECK.format(argv=argv)], capture_output=True, text=True,
                           timeout=100, check=False, env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == f"exit {code}"
+
+
+@pytest.mark.timeout(120)
+def test_version_flag(capsys):
+    import purejaxppo
+
+    code, out, err = run_cli(capsys, "--version")
+    assert (code, out, err) == (0, f"purejaxppo {purejaxppo.__version__}\n", "")
+    done = subprocess.run([sys.executable, "-m", "purejaxppo", "--version"], capture_output=True, text=True,
+                          timeout=100, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"purejaxppo {purejaxppo.__version__}\n", "")
 
 
 def test_import_purejaxppo_is_lazy_and_keeps_its_public_names():
@@ -406,3 +483,83 @@ def test_compare_table_matches_load_policy(trained_run, capsys, tmp_path):
     assert rows[1].split(",")[3:5] == ["20", "1280"] and rows[2].endswith("no checkpoint yet")
     code, out, _ = run_cli(capsys, "compare", trained_run, "--episodes", "4", "--markdown")
     assert code == 0 and "| run | env | seeds |" in out
+
+
+# ------------------------------------------------------------------------------------------------ the help pages
+HELP_PAGES = [[], ["train"], ["pbt"], ["eval"], ["export"], ["plot"], ["compare"], ["list-envs"]]
+
+
+@pytest.mark.parametrize("command", HELP_PAGES, ids=lambda c: " ".join(c) or "purejaxppo")
+def test_help_breaks_no_sentence(capsys, monkeypatch, command):
+    """tyro keeps a docstring's line break when the next line starts with anything but a letter (an attribute
+    docstring's indented continuation, "--quantile", "95%"), which --help shows as a break inside the sentence. Drawn
+    so wide that nothing wraps, every line of help text must end a sentence (or be a flag with its help below)."""
+    monkeypatch.setenv("COLUMNS", "1000")
+    code, out, _ = run_cli(capsys, *command, "--help")
+    assert code == 0
+    lines = out.splitlines()
+    rule = lambda line: set(line.strip()) <= set("─-╭╮╰╯│ ")  # noqa: E731
+    for i, line in enumerate(lines):
+        text = line.strip().strip("│").strip()
+        if not text or line.startswith("usage:") or "╭" in line or rule(line) or i + 1 < len(lines) and rule(
+                lines[i + 1]) and lines[i + 1].strip():
+            continue  # a box's border or title (drawn with "─" on a terminal, "-" when not)
+        if text.endswith("show this help message and exit") or (text.startswith(("-", "[")) and "  " not in text):
+            continue  # -h, and a flag whose help is on the next line
+        assert text.endswith((".", ")", ":")), f"{' '.join(command)} --help breaks a sentence: {text!r}"
+
+
+def fake_run(run_dir: Path, env_name: str) -> Path:
+    """A run directory with config.json and run.json only (compare notes it: no checkpoint yet)."""
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps(PPOConfig(env_name=env_name).to_dict()))
+    (run_dir / "run.json").write_text(json.dumps({"run_id": run_dir.name, "num_seeds": 1, "seed": 0}))
+    return run_dir
+
+
+def test_compare_of_a_file_is_an_error(capsys, tmp_path):
+    (tmp_path / "afile").write_text("")
+    code, out, err = run_cli(capsys, "compare", fake_run(tmp_path / "run", "CartPole-v1"), tmp_path / "afile")
+    assert code == 2 and out == ""
+    assert err == f"error: compare takes run directories: {tmp_path / 'afile'} is not a directory\n"
+
+
+def test_compare_warns_when_the_runs_are_on_different_environments(capsys, tmp_path):
+    cartpole, acrobot = fake_run(tmp_path / "c", "CartPole-v1"), fake_run(tmp_path / "a", "Acrobot-v1")
+    note = f"The runs are on different environments ({cartpole}: CartPole-v1, {acrobot}: Acrobot-v1): their returns"
+    for style in ([], ["--markdown"], ["--csv"]):
+        code, out, err = run_cli(capsys, "compare", cartpole, acrobot, *style)
+        assert code == 0, err
+        assert err.startswith(f"warning: {note}") and err.count("\n") == 1, err
+        assert (note in out) == (style != ["--csv"])  # the table's footer says it too (a CSV has no footer)
+    code, out, err = run_cli(capsys, "compare", cartpole, fake_run(tmp_path / "c2", "CartPole-v1"))
+    assert code == 0 and err == "" and "different environments" not in out
+
+
+@pytest.mark.timeout(180)
+def test_export_out_under_a_file_says_it_is_a_file(trained_run, capsys, tmp_path):
+    from purejaxppo.export import export_policy
+
+    run, afile = trained_run, tmp_path / "afile"
+    afile.write_text("")
+    code, out, err = run_cli(capsys, "export", run, "--format", "stablehlo", "--out", afile / "x" / "policy")
+    assert code == 2 and err == f"error: --out {afile / 'x' / 'policy'}: {afile} is a file, not a directory\n"
+    code, out, err = run_cli(capsys, "export", run, "--format", "stablehlo", "--out", tmp_path)
+    assert code == 2 and err == f"error: --out {tmp_path} is a directory; give the path of the file to write\n"
+    with pytest.raises(ValueError, match=re.escape(f"out {afile / 'x'}: {afile} is a file, not a directory")):
+        export_policy(run, "stablehlo", out=afile / "x")
+    assert afile.read_text() == "" and [p.name for p in tmp_path.iterdir()] == ["afile"]
+
+
+@pytest.mark.timeout(180)
+def test_stop_and_resume_leave_no_lock_and_a_killed_processs_lock_is_reported(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    code, out, err = run_cli(capsys, *TRAIN, "--logdir", run_dir, "--stop-after", "5")
+    assert code == 0 and err == "" and not (run_dir / ".lock").exists()
+    code, out, err = run_cli(capsys, "train", "--resume", run_dir, "--stop-after", "10")
+    assert code == 0 and err == "" and "lock" not in out and not (run_dir / ".lock").exists()
+    (run_dir / ".lock").write_text("pid 999999 on elsewhere since 2020-01-01T00:00:00\n")  # a SIGKILLed holder's
+    code, out, err = run_cli(capsys, "train", "--resume", run_dir, "--quiet")
+    assert code == 0 and err == (f"warning: {run_dir / '.lock'} was left by a process that did not exit cleanly "
+                                 "(pid 999999 on elsewhere since 2020-01-01T00:00:00); taken over\n")
+    assert not (run_dir / ".lock").exists()

@@ -323,6 +323,7 @@ def test_a_second_process_is_refused_and_a_killed_holders_lock_is_stale(capsys, 
     with RunLock(run_dir) as lock:
         assert f"pid {holder.pid}" in lock.stale_holder
         assert f"pid {os.getpid()}" in (run_dir / ".lock").read_text()
+    assert not (run_dir / ".lock").exists()  # released: removed
 
 
 # ------------------------------------------------------------------------------------ 7. a finished run

@@ -16,6 +16,8 @@ from purejaxppo.population import pbt
 # 20 updates, a generation every 5, checkpoints every 7: the chunks end mid-generation (updates 7 and 14)
 TINY = ["--num-envs", "4", "--num-steps", "16", "--total-timesteps", "1280", "--population", "4", "--ready-every",
         "5", "--search", "learning_rate=1e-4:1e-2", "entropy_coeff=0,0.01,0.05", "--checkpoint-every", "7", "--quiet"]
+# the same run without --search (a second --search is refused)
+SMALL = ["--num-envs", "4", "--num-steps", "16", "--total-timesteps", "1280", "--ready-every", "5", "--quiet"]
 
 
 def pbt_cli(*argv) -> int:
@@ -85,8 +87,8 @@ def test_the_command_line_computes_what_pbt_computes(reference):
 @pytest.mark.timeout(120)
 def test_errors_are_one_line(reference, tmp_path, capsys):
     cases = [
-        (["pbt", *TINY, "--search", "lr=1e-4:1e-3", "--logdir", str(tmp_path / "a")], "cannot search 'lr'"),
-        (["pbt", *TINY, "--search", "gamma=abc", "--logdir", str(tmp_path / "a")], "expected NAME=LOW:HIGH"),
+        (["pbt", *SMALL, "--search", "lr=1e-4:1e-3", "--logdir", str(tmp_path / "a")], "cannot search 'lr'"),
+        (["pbt", *SMALL, "--search", "gamma=abc", "--logdir", str(tmp_path / "a")], "expected NAME=LOW:HIGH"),
         (["pbt", *TINY, "--ready-every", "3", "--logdir", str(tmp_path / "a")], "--ready-every 3 must divide"),
         (["pbt", *TINY, "--quantile", "0.7", "--logdir", str(tmp_path / "a")], "--quantile must be in (0, 0.5]"),
         (["pbt", "--resume", str(reference), "--population", "3"], "the run has --population 4, not 3"),
@@ -98,3 +100,21 @@ def test_errors_are_one_line(reference, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and message in err and "\n" not in err, (argv, err)
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("argv, message", [
+    (["--search", "learning_rate=1e-4:1e-3", "learning-rate=1e-3,2e-3"],
+     "--search gives learning_rate twice ('learning_rate=1e-4:1e-3' and 'learning-rate=1e-3,2e-3')"),
+    (["--search", "entropy_coeff=0,0.01", "entropy_coeff=0:0.1"], "--search gives entropy_coeff twice"),
+    (["--search", "learning_rate=1e-4:1e-3", "--search", "entropy_coeff=0,0.01"], "--search is given more than once"),
+    (["--search"], "--search needs at least one NAME=LOW:HIGH or NAME=A,B,..."),
+    (["--search", "--population", "4"], "--search needs at least one"),
+    (["--population", "1"], "--population must be an integer >= 2 (PBT copies the weights of its best members"),
+    (["--population", "0"], "--population must be an integer >= 2"),
+])
+def test_search_and_population_are_refused_in_one_line_before_anything_is_written(tmp_path, capsys, argv, message):
+    assert cli.main(["pbt", *SMALL, *argv, "--logdir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err, err
+    assert not (tmp_path / "run").exists()
