@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import textwrap
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from matplotlib.ticker import EngFormatter
 
 from purejaxppo.checkpoint import LoadedPolicy
@@ -127,6 +129,39 @@ def _finite(x: np.ndarray, *ys: np.ndarray) -> list[np.ndarray]:
     return [x[keep], *(y[keep] for y in ys)]
 
 
+TITLE_MARGIN = 4  # pixels kept free between a title and the figure's edge (or its column's)
+
+
+def fit_title(text: Text, bounds: tuple[float, float] | None = None) -> bool:
+    """Wrap a centred title (an axes title or a suptitle) onto as few lines of about equal length as keep it
+    within `bounds` (left and right, in the figure's pixels; default: the whole figure). A title wider than its
+    figure is otherwise cut at both ends. Returns whether it was rewrapped (lay the figure out again then)."""
+    left, right = (text.figure.bbox.x0, text.figure.bbox.x1) if bounds is None else bounds
+    extent = text.get_window_extent()
+    centre = (extent.x0 + extent.x1) / 2
+    room = 2 * min(centre - left, right - centre) - 2 * TITLE_MARGIN
+    if extent.x0 >= left + TITLE_MARGIN and extent.x1 <= right - TITLE_MARGIN:
+        return False
+    words = " ".join(text.get_text().split())
+    for lines in range(2, len(words.split()) + 1):
+        chars = -(-len(words) // lines)  # about equal lines: widen until `lines` lines hold it
+        while len(wrapped := textwrap.wrap(words, chars, break_long_words=False)) > lines:
+            chars += 1
+        text.set_text("\n".join(wrapped))
+        if text.get_window_extent().width <= room:
+            break
+    return True
+
+
+def fit_titles(fig: Figure, titles: Sequence[tuple[Text, tuple[float, float] | None]]) -> None:
+    """`tight_layout`, then wrap every title that sticks out (`fit_title`) and lay the figure out again."""
+    fig.tight_layout()
+    for _ in range(3):  # a rewrapped title is taller: the layout moves the axes, which moves the titles a little
+        if not any([fit_title(text, bounds) for text, bounds in titles]):
+            break
+        fig.tight_layout()
+
+
 def draw_runs(run_dirs: Sequence[str | Path], metric: str = "episode_return", window: int | None = None,
               labels: Sequence[str] | None = None, title: str | None = None) -> Figure:
     """Every run's curve on one `matplotlib.figure.Figure` (no pyplot, so the caller's backend is left alone).
@@ -158,10 +193,10 @@ def draw_runs(run_dirs: Sequence[str | Path], metric: str = "episode_return", wi
     notes = [f"moving average over {window} updates" if window > 1 else "not smoothed"]
     if max_seeds > 1:
         notes.insert(0, "shaded: 95% bootstrap CI of the mean over seeds")
-    ax.set_title(title or f"Learning curves ({'; '.join(notes)})", fontsize=10)
+    heading = ax.set_title(title or f"Learning curves ({'; '.join(notes)})", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
+    fit_titles(fig, [(heading, None)])
     return fig
 
 
@@ -227,9 +262,11 @@ def draw_lineage(lineage: dict, final_return: np.ndarray, ready_every: int, titl
         ax.set_title(f"{name} (o: copied member n)", fontsize=10)
         ax.set_xlabel("update")
         ax.grid(alpha=0.3)
+    column = fig.bbox.width / len(axes)  # each panel's title stays over its own panel
+    titles = [(ax.title, (i * column, (i + 1) * column)) for i, ax in enumerate(axes)]
     if title:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+        titles.append((fig.suptitle(title, fontsize=11), None))
+    fit_titles(fig, titles)
     return fig
 
 
