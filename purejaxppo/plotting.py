@@ -16,6 +16,7 @@ and each searched hyperparameter over the updates with the copies marked.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import textwrap
 import warnings
@@ -33,7 +34,7 @@ from matplotlib.ticker import EngFormatter
 
 from purejaxppo.checkpoint import LoadedPolicy
 from purejaxppo.envs import EpisodeStatisticsState
-from purejaxppo.logs import CONFIG_FILE, METRICS_FILE, curves, read_json, read_records
+from purejaxppo.logs import CONFIG_FILE, METRICS_FILE, RUN_FILE, curves, read_json, read_records
 
 NUM_BOOTSTRAP = 1000
 
@@ -162,6 +163,11 @@ def fit_titles(fig: Figure, titles: Sequence[tuple[Text, tuple[float, float] | N
         fig.tight_layout()
 
 
+def default_window(run_dirs: Sequence[str | Path]) -> int:
+    """The smoothing window when none is given: `auto_window` of the longest run's update count."""
+    return auto_window(max(len({r["update"] for r in read_records(Path(d) / METRICS_FILE)}) for d in run_dirs))
+
+
 def draw_runs(run_dirs: Sequence[str | Path], metric: str = "episode_return", window: int | None = None,
               labels: Sequence[str] | None = None, title: str | None = None) -> Figure:
     """Every run's curve on one `matplotlib.figure.Figure` (no pyplot, so the caller's backend is left alone).
@@ -170,9 +176,7 @@ def draw_runs(run_dirs: Sequence[str | Path], metric: str = "episode_return", wi
     """
     if labels is not None and len(labels) != len(run_dirs):
         raise ValueError(f"--labels needs one label per run ({len(run_dirs)}), got {len(labels)}")
-    if window is None:
-        longest = max(len({r["update"] for r in read_records(Path(d) / METRICS_FILE)}) for d in run_dirs)
-        window = auto_window(longest)
+    window = default_window(run_dirs) if window is None else window
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
     max_seeds = 0
@@ -202,8 +206,35 @@ def draw_runs(run_dirs: Sequence[str | Path], metric: str = "episode_return", wi
 
 def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = "episode_return",
               window: int | None = None, labels: Sequence[str] | None = None, title: str | None = None) -> Path:
-    """Draw every run's curve on one figure (`draw_runs`) and save it as a PNG at `out`. Returns the path."""
-    return save_png(draw_runs(run_dirs, metric, window, labels, title), out)
+    """Draw every run's curve on one figure (`draw_runs`) and save it as a PNG at `out`. Returns the path.
+
+    The PNG says what it shows: its text chunk `PROVENANCE_KEY` holds (as JSON) the metric, the smoothing window, the
+    title given, and per run its directory's name, label, seed count (run.json) and config (config.json); no path
+    (`plot_provenance` reads it back)."""
+    window = default_window(run_dirs) if window is None else window
+    fig = draw_runs(run_dirs, metric, window, labels, title)
+    runs = []
+    for i, run_dir in enumerate(map(Path, run_dirs)):
+        run, config = ((read_json(run_dir / name) if (run_dir / name).is_file() else None)
+                       for name in (RUN_FILE, CONFIG_FILE))
+        runs.append({"run": run_dir.resolve().name, "label": None if labels is None else labels[i],
+                     "num_seeds": (run or {}).get("num_seeds"), "config": config})
+    record = {"metric": metric, "window": window, "title": title, "runs": runs}
+    return save_png(fig, out, metadata={PROVENANCE_KEY: json.dumps(record)})
+
+
+PROVENANCE_KEY = "purejaxppo plot"
+
+
+def plot_provenance(png: str | Path) -> dict:
+    """What `plot_runs` recorded in a PNG it wrote (see there); a ValueError for a PNG without the record."""
+    from PIL import Image  # matplotlib's own dependency
+
+    with Image.open(png) as image:
+        text = image.text.get(PROVENANCE_KEY) if hasattr(image, "text") else None
+    if text is None:
+        raise ValueError(f"{png} holds no {PROVENANCE_KEY!r} record: purejaxppo plot did not write it")
+    return json.loads(text)
 
 
 def draw_lineage(lineage: dict, final_return: np.ndarray, ready_every: int, title: str | None = None) -> Figure:
@@ -270,12 +301,13 @@ def draw_lineage(lineage: dict, final_return: np.ndarray, ready_every: int, titl
     return fig
 
 
-def save_png(fig: Figure, out: str | Path) -> Path:
-    """Save `fig` as a PNG at `out` (parents created); a failure is a ValueError naming the file. Returns the path."""
+def save_png(fig: Figure, out: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Save `fig` as a PNG at `out` (parents created), with `metadata` as its text chunks; a failure is a ValueError
+    naming the file. Returns the path."""
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=120, format="png")
+        fig.savefig(out, dpi=120, format="png", metadata=metadata)
     except OSError as e:
         with contextlib.suppress(OSError):
             if out.exists() and out.stat().st_size == 0:

@@ -50,3 +50,26 @@ def test_lineage_titles_lie_inside_the_figure():
     for text in (fig._suptitle, *(ax.title for ax in fig.axes)):  # _suptitle: the Text (get_suptitle: its string)
         assert_inside(fig, text)
     assert fig._suptitle.get_text().split() == title.split()
+
+
+def test_plot_runs_records_what_it_shows_without_paths(tmp_path):
+    """The PNG names each run's directory (not its path), label, seeds and config, the metric and the window."""
+    from purejaxppo.plotting import plot_provenance, plot_runs
+
+    run = write_metrics(tmp_path / "deep" / "cartpole", num_updates=100, num_seeds=2)
+    (run / "config.json").write_text(json.dumps({"env_name": "CartPole-v1", "total_timesteps": 51200}))
+    (run / "run.json").write_text(json.dumps({"num_seeds": 2}))
+    png = plot_runs([run], tmp_path / "curves.png", labels=["shipped"])
+    record = plot_provenance(png)
+    assert record == {"metric": "episode_return", "window": 2, "title": None, "runs": [
+        {"run": "cartpole", "label": "shipped", "num_seeds": 2,
+         "config": {"env_name": "CartPole-v1", "total_timesteps": 51200}}]}
+    assert str(tmp_path) not in json.dumps(record)
+    with pytest.raises(ValueError, match="holds no 'purejaxppo plot' record"):
+        plot_provenance(draw_and_save(tmp_path))
+
+
+def draw_and_save(tmp_path):
+    from purejaxppo.plotting import save_png
+
+    return save_png(draw_runs([write_metrics(tmp_path / "plain", 10, 1)]), tmp_path / "plain.png")
