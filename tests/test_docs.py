@@ -193,6 +193,27 @@ def test_the_python_blocks_of_a_page_run(page, tmp_path, monkeypatch, capsys):
         check(namespace)
 
 
+LOADING_BLOCKS = [b for p in PAGES for b in blocks(p) if b.lang == "python" and "load_policy(" in b.code
+                  and "main([" in b.code and (b.marker is None or not SKIP.match(b.marker))]
+
+
+@pytest.mark.parametrize("block", LOADING_BLOCKS, ids=lambda b: f"{page_id(b.page)}:{b.line}")
+@pytest.mark.slow
+def test_a_block_that_trains_and_loads_a_run_loads_its_own(block, tmp_path, monkeypatch, capsys):
+    """A block that trains with the command line (`main([...])`) and loads the result, run twice in one directory
+    (a reader running the script again): the second run trains and loads its own run, not the first one's (a fixed
+    --logdir made the second `main` refuse, "already holds a run", and `load_policy` read the old run)."""
+    monkeypatch.chdir(tmp_path)
+    loaded = []
+    for _ in range(2):
+        namespace: dict = {"__name__": "__main__"}
+        exec(compile("\n" * (block.line - 1) + block.code, str(block.page), "exec"), namespace)  # noqa: S102
+        loaded.append(namespace["loaded"])
+        err = capsys.readouterr().err
+        assert "error:" not in err, err
+    assert [x.update for x in loaded] == [loaded[0].update] * 2
+
+
 def _corridor_reaches_the_goal(namespace):
     assert [float(r) for r in namespace["returns"]] == [1.0] * 8
 
