@@ -28,6 +28,8 @@ import hashlib
 import logging
 import sys
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -40,6 +42,7 @@ import orbax.checkpoint as ocp
 from purejaxppo.compiler import jit
 from purejaxppo.config import PPOConfig
 from purejaxppo.evaluation import play_episodes, policy_action
+from purejaxppo.logs import CONFIG_FILE, METRICS_FILE, RUN_FILE, append_records, metric_records, write_json
 from purejaxppo.normalize import normalize_obs
 from purejaxppo.policies import act
 from purejaxppo.population import Space, abstract_population
@@ -593,11 +596,6 @@ def save_run(run_dir: str | Path, config: PPOConfig, state: RunState, seed: int 
       ValueError: a state that is not a `RunState`, or does not fit `config` (and `env`), a seed count that
         disagrees with it, a `run_dir` that holds a run.
     """
-    import time
-    import uuid
-
-    from purejaxppo.logs import CONFIG_FILE, METRICS_FILE, RUN_FILE, append_records, metric_records, write_json
-
     if isinstance(state, TrainOutput):
         raise ValueError("save_run takes the training state, out.state, not the whole TrainOutput (pass "
                          "metrics=out.metrics to save the metrics too)")

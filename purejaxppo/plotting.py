@@ -31,6 +31,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 from matplotlib.ticker import EngFormatter
+from PIL import Image  # matplotlib's own dependency: reading a PNG's text chunks back
 
 from purejaxppo.checkpoint import LoadedPolicy
 from purejaxppo.envs import EpisodeStatisticsState
@@ -228,8 +229,6 @@ PROVENANCE_KEY = "purejaxppo plot"
 
 def plot_provenance(png: str | Path) -> dict:
     """What `plot_runs` recorded in a PNG it wrote (see there); a ValueError for a PNG without the record."""
-    from PIL import Image  # matplotlib's own dependency
-
     with Image.open(png) as image:
         text = image.text.get(PROVENANCE_KEY) if hasattr(image, "text") else None
     if text is None:
