@@ -7,8 +7,10 @@ A checkpoint is an orbax step directory ``<run>/checkpoints/<update>/`` with two
   key data, the update counter), saved
   with `StandardSave` as a flat ``{leaf path: array}`` dict of plain arrays;
 * ``meta``: JSON with the checkpoint format, the purejaxppo version, the run's config (`PPOConfig.to_dict`), the
-  number of seeds and base seed, every leaf's shape and dtype, the PRNG implementation of each key leaf, and a
-  SHA-256 digest of all the array bytes.
+  number of seeds and base seed, every leaf's shape and dtype, the PRNG implementation of each key leaf, a
+  SHA-256 digest of all the array bytes, and, for a run trained on an environment object (`save_run` with
+  ``env=``), that object's class as ``custom_env`` (loading the run then needs the object: ``load_policy(path,
+  env=...)``).
 
 Nothing is pickled: arrays go through tensorstore and everything else is JSON. Saves are atomic: orbax writes into
 ``<update>.orbax-checkpoint-tmp-*`` and renames the directory once every file is written (`AtomicRenameTemporaryPath`
