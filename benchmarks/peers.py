@@ -46,6 +46,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from repo_paths import repo_relative  # noqa: E402  (paths in the results: relative to ROOT, never absolute)
+
 RESULTS = HERE / "results"
 PUREJAXRL_COMMIT = "31756b1"  # the commit these results were measured against
 
@@ -116,7 +119,7 @@ def worker_purejaxppo(env_name: str, seeds: int, total: float | None, api: str =
         out, compile_s, run_s = timed(jax.vmap(make_train(config)), (keys,))
         returns = np.asarray(out.metrics["episode_return"])[:, -10:]
     return {"side": "purejaxppo", "api": api, "devices": len(jax.devices()), "version": purejaxppo.__version__,
-            "source": str(Path(purejaxppo.__file__).parent), "compile_s": compile_s, "run_s": run_s,
+            "source": repo_relative(Path(purejaxppo.__file__).parent), "compile_s": compile_s, "run_s": run_s,
             "steps_per_s": seeds * steps_per_seed(peer) / run_s, "final_return": float(np.nanmean(returns))}
 
 
@@ -172,7 +175,7 @@ def worker_purejaxrl(env_name: str, seeds: int, total: float | None, purejaxrl_d
     keys = jax.random.split(jax.random.PRNGKey(42), seeds)
     out, compile_s, run_s = timed(jax.vmap(make_train(peer)), (keys,))
     returns = np.asarray(out["metrics"]["returned_episode_returns"])[:, -10:]  # [seeds, updates, steps, envs]
-    return {"side": "purejaxrl", "source": str(Path(purejaxrl_dir).resolve()), "compile_s": compile_s,
+    return {"side": "purejaxrl", "source": repo_relative(purejaxrl_dir), "compile_s": compile_s,
             "run_s": run_s, "steps_per_s": seeds * steps_per_seed(peer) / run_s, "final_return": float(returns.mean())}
 
 
@@ -331,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
         "date": datetime.date.today().isoformat(), "device": device, "jax": jax.__version__,
         "load_average_at_start": os.getloadavg(), "purejaxppo_commit": git_commit(ROOT), "pairs": args.pairs,
         "peer": {"name": "PureJaxRL" if peer_side == "purejaxrl" else "baseline purejaxppo",
-                 "dir": str(peer_dir.resolve()), "commit": git_commit(peer_dir)},
+                 "dir": repo_relative(peer_dir), "commit": git_commit(peer_dir)},
         "cases": [],
     }
     stem = f"{'peers' if peer_side == 'purejaxrl' else 'baseline'}-{device}"

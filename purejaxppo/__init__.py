@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from purejaxppo.version import __version__
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time `__getattr__` imports them
-    from purejaxppo.checkpoint import LoadedPolicy, load_policy
+    from purejaxppo.checkpoint import LoadedPolicy, load_policy, save_run
     from purejaxppo.config import PPOConfig
     from purejaxppo.evaluation import evaluate
     from purejaxppo.population import PBTResult, pbt
@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time `__getattr__` impor
 
 # public name -> the module that defines it
 _PUBLIC = {
-    "LoadedPolicy": "checkpoint", "load_policy": "checkpoint",
+    "LoadedPolicy": "checkpoint", "load_policy": "checkpoint", "save_run": "checkpoint",
     "PPOConfig": "config",
     "evaluate": "evaluation",
     "METRIC_NAMES": "metrics",
@@ -56,6 +56,7 @@ __all__ = [  # the names of _PUBLIC, and __version__
     "make_train",
     "make_train_functions",
     "pbt",
+    "save_run",
     "sweep",
 ]
 

@@ -55,7 +55,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxppo.checkpoint import LoadedPolicy, load_policy
+from purejaxppo.checkpoint import LoadedPolicy, custom_env_name, load_policy
 from purejaxppo.networks import ACTIVATIONS, ActorCritic, RecurrentActorCritic, _GRUStep, flatten_obs, masked_logits
 from purejaxppo.normalize import normalize_obs
 
@@ -185,7 +185,7 @@ def check_out_path(out: str | Path, name: str = "out") -> None:
 
 
 def export_policy(run: str | Path, format: str, seed_index: int = 0, out: str | Path | None = None,
-                  batch_size: int | None = None, step: int | None = None) -> Path:
+                  batch_size: int | None = None, step: int | None = None, env=None, env_params=None) -> Path:
     """Export one seed's greedy policy of a run (see the module docstring for what the artefact computes).
 
     Args:
@@ -196,6 +196,7 @@ def export_policy(run: str | Path, format: str, seed_index: int = 0, out: str | 
       batch_size: a fixed batch size, or None for a dynamic one (ONNX: where jax2onnx can trace the policy so, else a
         fixed batch of 1; the ``.json`` description says which).
       step: a specific update (default: the latest).
+      env, env_params: the environment object a run trained on your own environment needs (as `load_policy`).
 
     Returns:
       The artefact's path; its description is written next to it as ``<artefact>.json``.
@@ -210,7 +211,7 @@ def export_policy(run: str | Path, format: str, seed_index: int = 0, out: str | 
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     if out is not None:
         check_out_path(out)
-    loaded = load_policy(run, seed_index=seed_index, deterministic=True, step=step)
+    loaded = load_policy(run, seed_index=seed_index, deterministic=True, step=step, env=env, env_params=env_params)
     f, inputs, outputs = greedy_function(loaded)
     run_dir = Path(run)
     out = Path(out) if out is not None else run_dir / f"policy_seed{seed_index}{SUFFIXES[format]}"
@@ -221,6 +222,8 @@ def export_policy(run: str | Path, format: str, seed_index: int = 0, out: str | 
     else:
         batch = _onnx(f, inputs, outputs, out, batch_size)
     meta = _metadata(loaded, run, seed_index, format, inputs, batch)
+    if env is not None:  # not config.env_name's environment: name the object's class
+        meta.update(env_name=f"{custom_env_name(env)} (custom environment)", env_kwargs={})
     Path(f"{out}.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
 

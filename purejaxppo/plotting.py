@@ -16,7 +16,9 @@ and each searched hyperparameter over the updates with the copies marked.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import textwrap
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,11 +29,13 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from matplotlib.ticker import EngFormatter
+from PIL import Image  # matplotlib's own dependency: reading a PNG's text chunks back
 
 from purejaxppo.checkpoint import LoadedPolicy
 from purejaxppo.envs import EpisodeStatisticsState
-from purejaxppo.logs import CONFIG_FILE, METRICS_FILE, curves, read_json, read_records
+from purejaxppo.logs import CONFIG_FILE, METRICS_FILE, RUN_FILE, curves, read_json, read_records
 
 NUM_BOOTSTRAP = 1000
 
@@ -127,6 +131,44 @@ def _finite(x: np.ndarray, *ys: np.ndarray) -> list[np.ndarray]:
     return [x[keep], *(y[keep] for y in ys)]
 
 
+TITLE_MARGIN = 4  # pixels kept free between a title and the figure's edge (or its column's)
+
+
+def fit_title(text: Text, bounds: tuple[float, float] | None = None) -> bool:
+    """Wrap a centred title (an axes title or a suptitle) onto as few lines of about equal length as keep it
+    within `bounds` (left and right, in the figure's pixels; default: the whole figure). A title wider than its
+    figure is otherwise cut at both ends. Returns whether it was rewrapped (lay the figure out again then)."""
+    left, right = (text.figure.bbox.x0, text.figure.bbox.x1) if bounds is None else bounds
+    extent = text.get_window_extent()
+    centre = (extent.x0 + extent.x1) / 2
+    room = 2 * min(centre - left, right - centre) - 2 * TITLE_MARGIN
+    if extent.x0 >= left + TITLE_MARGIN and extent.x1 <= right - TITLE_MARGIN:
+        return False
+    words = " ".join(text.get_text().split())
+    for lines in range(2, len(words.split()) + 1):
+        chars = -(-len(words) // lines)  # about equal lines: widen until `lines` lines hold it
+        while len(wrapped := textwrap.wrap(words, chars, break_long_words=False)) > lines:
+            chars += 1
+        text.set_text("\n".join(wrapped))
+        if text.get_window_extent().width <= room:
+            break
+    return True
+
+
+def fit_titles(fig: Figure, titles: Sequence[tuple[Text, tuple[float, float] | None]]) -> None:
+    """`tight_layout`, then wrap every title that sticks out (`fit_title`) and lay the figure out again."""
+    fig.tight_layout()
+    for _ in range(3):  # a rewrapped title is taller: the layout moves the axes, which moves the titles a little
+        if not any([fit_title(text, bounds) for text, bounds in titles]):
+            break
+        fig.tight_layout()
+
+
+def default_window(run_dirs: Sequence[str | Path]) -> int:
+    """The smoothing window when none is given: `auto_window` of the longest run's update count."""
+    return auto_window(max(len({r["update"] for r in read_records(Path(d) / METRICS_FILE)}) for d in run_dirs))
+
+
 def draw_runs(run_dirs: Sequence[str | Path], metric: str = "episode_return", window: int | None = None,
               labels: Sequence[str] | None = None, title: str | None = None) -> Figure:
     """Every run's curve on one `matplotlib.figure.Figure` (no pyplot, so the caller's backend is left alone).
@@ -135,9 +177,7 @@ def draw_runs(run_dirs: Sequence[str | Path], metric: str = "episode_return", wi
     """
     if labels is not None and len(labels) != len(run_dirs):
         raise ValueError(f"--labels needs one label per run ({len(run_dirs)}), got {len(labels)}")
-    if window is None:
-        longest = max(len({r["update"] for r in read_records(Path(d) / METRICS_FILE)}) for d in run_dirs)
-        window = auto_window(longest)
+    window = default_window(run_dirs) if window is None else window
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
     max_seeds = 0
@@ -158,17 +198,42 @@ def draw_runs(run_dirs: Sequence[str | Path], metric: str = "episode_return", wi
     notes = [f"moving average over {window} updates" if window > 1 else "not smoothed"]
     if max_seeds > 1:
         notes.insert(0, "shaded: 95% bootstrap CI of the mean over seeds")
-    ax.set_title(title or f"Learning curves ({'; '.join(notes)})", fontsize=10)
+    heading = ax.set_title(title or f"Learning curves ({'; '.join(notes)})", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
+    fit_titles(fig, [(heading, None)])
     return fig
 
 
 def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = "episode_return",
               window: int | None = None, labels: Sequence[str] | None = None, title: str | None = None) -> Path:
-    """Draw every run's curve on one figure (`draw_runs`) and save it as a PNG at `out`. Returns the path."""
-    return save_png(draw_runs(run_dirs, metric, window, labels, title), out)
+    """Draw every run's curve on one figure (`draw_runs`) and save it as a PNG at `out`. Returns the path.
+
+    The PNG says what it shows: its text chunk `PROVENANCE_KEY` holds (as JSON) the metric, the smoothing window, the
+    title given, and per run its directory's name, label, seed count (run.json) and config (config.json); no path
+    (`plot_provenance` reads it back)."""
+    window = default_window(run_dirs) if window is None else window
+    fig = draw_runs(run_dirs, metric, window, labels, title)
+    runs = []
+    for i, run_dir in enumerate(map(Path, run_dirs)):
+        run, config = ((read_json(run_dir / name) if (run_dir / name).is_file() else None)
+                       for name in (RUN_FILE, CONFIG_FILE))
+        runs.append({"run": run_dir.resolve().name, "label": None if labels is None else labels[i],
+                     "num_seeds": (run or {}).get("num_seeds"), "config": config})
+    record = {"metric": metric, "window": window, "title": title, "runs": runs}
+    return save_png(fig, out, metadata={PROVENANCE_KEY: json.dumps(record)})
+
+
+PROVENANCE_KEY = "purejaxppo plot"
+
+
+def plot_provenance(png: str | Path) -> dict:
+    """What `plot_runs` recorded in a PNG it wrote (see there); a ValueError for a PNG without the record."""
+    with Image.open(png) as image:
+        text = image.text.get(PROVENANCE_KEY) if hasattr(image, "text") else None
+    if text is None:
+        raise ValueError(f"{png} holds no {PROVENANCE_KEY!r} record: purejaxppo plot did not write it")
+    return json.loads(text)
 
 
 def draw_lineage(lineage: dict, final_return: np.ndarray, ready_every: int, title: str | None = None) -> Figure:
@@ -227,18 +292,21 @@ def draw_lineage(lineage: dict, final_return: np.ndarray, ready_every: int, titl
         ax.set_title(f"{name} (o: copied member n)", fontsize=10)
         ax.set_xlabel("update")
         ax.grid(alpha=0.3)
+    column = fig.bbox.width / len(axes)  # each panel's title stays over its own panel
+    titles = [(ax.title, (i * column, (i + 1) * column)) for i, ax in enumerate(axes)]
     if title:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+        titles.append((fig.suptitle(title, fontsize=11), None))
+    fit_titles(fig, titles)
     return fig
 
 
-def save_png(fig: Figure, out: str | Path) -> Path:
-    """Save `fig` as a PNG at `out` (parents created); a failure is a ValueError naming the file. Returns the path."""
+def save_png(fig: Figure, out: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Save `fig` as a PNG at `out` (parents created), with `metadata` as its text chunks; a failure is a ValueError
+    naming the file. Returns the path."""
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=120, format="png")
+        fig.savefig(out, dpi=120, format="png", metadata=metadata)
     except OSError as e:
         with contextlib.suppress(OSError):
             if out.exists() and out.stat().st_size == 0:

@@ -170,18 +170,22 @@ class ProgressBar:
 
     Call it with each update's metrics ``{name: [S]}``; it shows the steps per seed, the rate in steps per second
     per seed (every seed runs this many at once: the total rate is num_seeds times it), ETA and ``return=mean±std``
-    over seeds (each seed's return of the episodes that finished in its latest update that finished any). The bar
+    over seeds (each seed's return of the episodes that finished in its latest update that finished any), shown
+    first, after the description, so a narrow terminal (80 columns) cuts the rate rather than the return. The bar
     opens at the first update, so compile time does not distort the rate and the ETA.
     """
 
-    BAR_FORMAT = ("{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps per seed "
-                  "[{elapsed}<{remaining}, {rate_fmt} per seed{postfix}]")
+    # The return and update (tqdm's postfix, ", return=... update=...") come right after the description, before the
+    # bar: a line wider than the terminal loses its end, so at 80 columns the rate goes first, not the return.
+    BAR_FORMAT = ("{desc}{postfix}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps per seed "
+                  "[{elapsed}<{remaining}, {rate_fmt} per seed]")
 
     def __init__(self, total_steps: int, initial_steps: int = 0, num_seeds: int = 1, enabled: bool = True,
-                 desc: str = "train", file: TextIO | None = None):
+                 desc: str = "train", file: TextIO | None = None, ncols: int | None = None):
+        # ncols: a fixed line width; None follows the terminal's width as it changes
         self._options = {"total": total_steps, "unit": " steps", "unit_scale": True, "desc": desc,
-                         "bar_format": self.BAR_FORMAT, "disable": not enabled, "dynamic_ncols": True, "file": file,
-                         "smoothing": 0.1, "leave": True}
+                         "bar_format": self.BAR_FORMAT, "disable": not enabled, "dynamic_ncols": ncols is None,
+                         "ncols": ncols, "file": file, "smoothing": 0.1, "leave": True}
         self._last = np.full((num_seeds,), np.nan)
         self._steps = initial_steps
         self.bar = None
@@ -190,7 +194,7 @@ class ProgressBar:
         steps = int(np.asarray(metrics["env_steps"]).reshape(-1)[0])
         returns = np.asarray(metrics["episode_return"], np.float64).reshape(-1)
         self._last = np.where(np.isfinite(returns), returns, self._last)  # keep a seed's last known return
-        postfix = f"update={int(np.asarray(metrics['update']).reshape(-1)[0])} return={return_summary(self._last)}"
+        postfix = f"return={return_summary(self._last)} update={int(np.asarray(metrics['update']).reshape(-1)[0])}"
         if self.bar is None:
             self.bar = tqdm(initial=steps, postfix=postfix, **self._options)
         else:

@@ -55,10 +55,11 @@ The model runs functionally: its parameters (the optimiser's `wrt` filter, norma
 other state is read but changes made during the update (batch-norm statistics, RNG counters) are discarded.
 
 **Checks** run on the host (the arrays are read into NumPy) before anything is traced: missing or unknown keys,
-wrong shapes, mismatched lengths, non-finite floats, non-boolean done flags, out-of-range discrete actions, actions
-the mask forbids and log-probabilities of discrete actions above 0 raise a `ValueError` naming the key and the expected
-shape. Nothing is broadcast. A model that fails on the observations (e.g. a width its first layer does not take) raises
-a `ValueError` naming `observations`, their shape and the model's error.
+wrong shapes, mismatched lengths, non-finite floats (checked after the cast to float32, so a float64 1e300 that float32
+cannot hold is caught too), non-boolean done flags, out-of-range discrete actions, actions the mask forbids and
+log-probabilities of discrete actions above 0 raise a `ValueError` naming the key and the expected shape. Nothing is
+broadcast. A model that fails on the observations (e.g. a width its first layer does not take) raises a `ValueError`
+naming `observations`, their shape and the model's error.
 
 **Config**: the trainer reads `gamma`, `gae_lambda`, `clip_param`, `vf_coeff`, `entropy_coeff`, `max_grad_norm`,
 `normalize_advantages`, `clip_value_loss`, `policy_objective`, `update_epochs` and `num_minibatches` (which must
@@ -145,17 +146,26 @@ def _check_shape(key: str, x: np.ndarray, expected: tuple[int, ...], leading: tu
         )
 
 
-def _check_finite(key: str, x: np.ndarray) -> None:
-    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
-        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
-        raise ValueError(f"trajectory[{key!r}] has {bad} non-finite value(s) (NaN or inf)")
+def _to_float32(key: str, x: np.ndarray) -> np.ndarray:
+    """`x` as float32, checked after the cast: NaN, inf and finite values float32 cannot hold (1e300 in a float64
+    array, which the cast turns into inf) raise a `ValueError` naming the key, how many and an example."""
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing cast is reported below, not warned about
+        cast = x.astype(np.float32)
+    if np.isfinite(cast).all():
+        return cast
+    non_finite = ~np.isfinite(x)
+    if non_finite.any():
+        raise ValueError(f"trajectory[{key!r}] has {int(non_finite.sum())} non-finite value(s) (NaN or inf, e.g. "
+                         f"{float(x[non_finite][0]):g})")
+    outside = ~np.isfinite(cast)
+    raise ValueError(f"trajectory[{key!r}] has {int(outside.sum())} value(s) outside float32's range (e.g. "
+                     f"{float(x[outside][0]):g}; float32 holds magnitudes up to {float(np.finfo(np.float32).max):g})")
 
 
 def _float(key: str, x: np.ndarray) -> np.ndarray:
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer) or x.dtype == bool):
         raise ValueError(f"trajectory[{key!r}] must be numeric, got dtype {x.dtype}")
-    _check_finite(key, x)
-    return x.astype(np.float32)
+    return _to_float32(key, x)
 
 
 def _flags(key: str, x: np.ndarray) -> np.ndarray:
@@ -218,8 +228,7 @@ def as_trajectory(batch: Mapping[str, Any]) -> Trajectory:
             f"(leading axes {leading} like 'rewards'), got {observations.shape}"
         )
     if np.issubdtype(observations.dtype, np.floating):
-        _check_finite("observations", observations)
-        observations = observations.astype(np.float32)
+        observations = _to_float32("observations", observations)
 
     actions = _array(batch, "actions")
     if np.issubdtype(actions.dtype, np.integer):
@@ -232,8 +241,7 @@ def as_trajectory(batch: Mapping[str, Any]) -> Trajectory:
                 f"trajectory['actions'] (float, continuous) must have shape {_shape_text(leading, ', A')}, "
                 f"got {actions.shape}; discrete actions must be integers of shape {_shape_text(leading)}"
             )
-        _check_finite("actions", actions)
-        actions = actions.astype(np.float32)
+        actions = _to_float32("actions", actions)
     else:
         raise ValueError(f"trajectory['actions'] must be integer (discrete) or float (continuous), got {actions.dtype}")
 

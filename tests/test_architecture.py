@@ -21,8 +21,8 @@ ORDER = (
     "rollout", "batch", "metrics", "evaluation", "train",
     # scale and the user API
     "sweeps", "population", "parallel", "trainer",
-    # the host side
-    "checkpoint", "export", "logs", "configfields", "runlock", "progress", "plotting", "compare", "cli",
+    # the host side (logs: the run directory's files, which checkpoint's save_run writes)
+    "logs", "checkpoint", "export", "configfields", "runlock", "progress", "plotting", "compare", "cli",
     "__init__", "__main__",
 )
 # Imports allowed inside functions: optional extras, and the command line's deliberate lazy imports.

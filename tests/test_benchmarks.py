@@ -1,7 +1,9 @@
 """Host-side logic of the benchmark scripts (the measurements themselves run in benchmarks/, not in tests)."""
 
 import importlib.util
-from pathlib import Path
+import json
+import re
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 import pytest
@@ -149,6 +151,7 @@ def test_sides_alternate_and_ratios_are_taken_pair_by_pair(tmp_path, monkeypatch
     assert [c["seeds"] for c in report["cases"]] == [1, 8]
     table = (tmp_path / "out" / f"peers-{peers.device_label()}.md").read_text()
     assert "| CartPole-v1, 1 seed, jax.vmap(make_train) | 300 | 100 | 3.00, 2.00, 3.00 | **3.00** |" in table
+    assert report["peer"]["dir"] == f"{tmp_path.name} (outside the repository)"  # not the machine's absolute path
 
 
 def test_several_seeds_run_the_documented_sweep_and_optionally_vmap_too(tmp_path, monkeypatch):
@@ -199,3 +202,40 @@ def test_pbt_markdown_labels_a_reduced_budget():
     row = {"env": "Acrobot-v1", "budget_scale": 0.5, "budget_per_member": 1000, "seeds": 2, "pbt": side, "grid": side}
     text = pbt_bench.markdown({"device": "cpu-2core", "rows": [row]})
     assert "reduced budget x0.5" in text and "-100.0 [-110.0, -90.0]" in text
+
+
+repo_paths = _load("repo_paths")
+RESULTS = Path(__file__).parent.parent / "benchmarks" / "results"
+# an absolute path as a JSON string or in text: /home/..., ~/..., C:\...
+ABSOLUTE = re.compile(r"""(^|["'`(\s])(/(home|root|tmp|work|Users|mnt|opt|var|srv|data)/|~/|[A-Za-z]:\\)""")
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def test_no_result_file_holds_an_absolute_path():
+    """The committed results name paths relative to the repository (benchmarks/repo_paths.py), never a machine's."""
+    files = sorted(p for p in RESULTS.iterdir() if p.suffix in (".json", ".md"))
+    assert any(p.suffix == ".json" for p in files)
+    hits = [f"{p.name}: {m.group(0).strip()!r}" for p in files for m in ABSOLUTE.finditer(p.read_text())]
+    for p in (p for p in files if p.suffix == ".json"):
+        hits += [f"{p.name}: {s!r}" for s in _strings(json.loads(p.read_text()))
+                 if Path(s).is_absolute() or PureWindowsPath(s).is_absolute() or s.startswith("~")]
+    assert not hits, "absolute paths in benchmarks/results:\n" + "\n".join(hits)
+
+
+def test_repo_relative_never_gives_an_absolute_path(tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    assert repo_paths.repo_relative(root / "purejaxppo") == "purejaxppo"
+    assert repo_paths.repo_relative(root) == "."
+    assert repo_paths.repo_relative(tmp_path / "purejaxrl", root=root) == "purejaxrl (outside the repository)"
+    assert repo_paths.repo_relative("/") == "(outside the repository)"

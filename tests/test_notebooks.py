@@ -6,6 +6,7 @@ fails the test with the cell's traceback. The three together take about a minute
 """
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -39,9 +40,35 @@ def test_notebook_has_smoke_parameters_and_guarded_install(name):
     assert 'os.environ.get("PUREJAXPPO_SMOKE") == "1"' in tagged[0].source
     install = code_cells(book)[0].source
     assert "%pip install" in install and 'find_spec("purejaxppo") is None' in install
-    # by name, with the fallback (a wheel or a checkout) written out; no placeholder URL
-    assert 'os.environ.get("PUREJAXPPO_SOURCE", "purejaxppo")' in install and "%pip install -q {source}" in install
-    assert "<" not in install and "github.com" not in install
+    assert "<" not in install and "github.com" not in install  # no placeholder URL
+
+
+def run_install_cell(name: str, cwd: Path, monkeypatch) -> list[str]:
+    """Run notebook `name`'s install cell in `cwd` as if purejaxppo were not importable; returns what it would pass
+    to `%pip install` (the magic is replaced by a recorder)."""
+    install = code_cells(read(name))[0].source
+    code, magics = re.subn(r'%pip install -q "?\{source\}"?', "_pip(source)", install)
+    assert magics == 1, install
+    installed = []
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "purejaxppo" else True)
+    exec(code, {"_pip": installed.append})  # noqa: S102 - our own notebook
+    return installed
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_install_cell_installs_from_a_checkout_not_from_pypi(name, monkeypatch, tmp_path):
+    """purejaxppo is not on any package index: the install cell takes the checkout the notebook sits in (or the one
+    PUREJAXPPO_SOURCE names), and says what to do when it finds none, instead of `pip install purejaxppo`."""
+    monkeypatch.delenv("PUREJAXPPO_SOURCE", raising=False)
+    [source] = run_install_cell(name, NOTEBOOK_DIR, monkeypatch)
+    assert (Path(source).resolve() / "purejaxppo" / "__init__.py").is_file() and (
+        Path(source).resolve() == NOTEBOOK_DIR.parent)
+    monkeypatch.setenv("PUREJAXPPO_SOURCE", str(NOTEBOOK_DIR.parent))
+    assert run_install_cell(name, tmp_path, monkeypatch) == [str(NOTEBOOK_DIR.parent)]
+    monkeypatch.delenv("PUREJAXPPO_SOURCE")
+    with pytest.raises(RuntimeError, match=r"not on PyPI: set PUREJAXPPO_SOURCE to a checkout"):
+        run_install_cell(name, tmp_path, monkeypatch)  # no checkout here or above
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

@@ -75,3 +75,14 @@ def test_every_environment_suite_has_its_extra():
 
     assert {"brax", "playground", "craftax", "jumanji", "navix"} == {p.rstrip(":") for p in SUITES}
     assert {p.rstrip(":") for p in SUITES} <= set(PROJECT["optional-dependencies"])
+
+
+def test_no_file_offers_disabling_xdist():
+    """addopts holds `-n auto`, which only the xdist plugin understands: `-p no:xdist` then fails ('unrecognized
+    arguments: -n'), so the one-process command to document is `-n 0`."""
+    pytest_options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert re.search(r"(^|\s)-n\s", pytest_options["addopts"])
+    raw = (ROOT / "pyproject.toml").read_text()  # tracked_text_files reads it too; the comment is what matters
+    assert "-n 0" in raw
+    hits = [name for name, text in tracked_text_files().items() if "no:xdist" in text]
+    assert not hits, f"these files offer `-p no:xdist`, which fails beside addopts' `-n`: {hits}"

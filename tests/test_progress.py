@@ -106,6 +106,20 @@ def test_progress_bar_says_its_rate_is_per_seed():
     assert "steps per seed" in text and "steps/s per seed" in text
 
 
+@pytest.mark.parametrize("desc", ["CartPole-v1", "CartPole-v1 x8", "Breakout-MinAtar PBT x16"])
+def test_progress_bar_keeps_the_return_at_80_columns(desc):
+    """A line wider than the terminal loses its end: at 80 columns the return (mean±std over seeds) still shows."""
+    out = io.StringIO()
+    bar = ProgressBar(total_steps=10_000_000, num_seeds=8, enabled=True, file=out, desc=desc, ncols=80)
+    for u in (1, 2, 3):
+        bar({"update": np.array([u] * 8), "env_steps": np.array([512 * u] * 8),
+             "episode_return": np.linspace(-1234.5, -200.25, 8)})
+    bar.close()
+    line = out.getvalue().rstrip("\n").split("\r")[-1]
+    assert len(line) == 80 and line.startswith(desc)
+    assert f"return={return_summary(np.linspace(-1234.5, -200.25, 8))}" in line, line
+
+
 def test_device_description_names_the_backend_and_device():
     text = device_description()
     assert text.startswith(f"{jax.default_backend()} (") and text.endswith(")")

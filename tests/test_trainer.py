@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import distrax
 import flax.linen as nn
 import jax
@@ -308,6 +310,44 @@ def test_bad_input_raises(checked_trainer, case):
         trainer.train_step(batch)
     after = jax.tree.map(np.asarray, nnx.state(model, nnx.Param))
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)))
+
+
+def _continuous_trainer():
+    module = LinenActorCritic(num_actions=2, continuous=True)
+    params = module.init(jax.random.key(0), np.zeros((1, OBS_DIM), np.float32))
+    return PPOTrainer.from_apply(module.apply, params, optax.adam(1e-2), PPOConfig(update_epochs=1, num_minibatches=2))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("key", ["rewards", "observations", "values", "log_probs", "actions"])
+def test_float64_beyond_float32_range_raises(checked_trainer, key):
+    """1e300 in a float64 array is finite but becomes inf in the cast to float32: it is named, nothing is updated and
+    NumPy's overflow warning does not leak out (pytest's -W error would make it an error)."""
+    T, N = 6, 2
+    rng = np.random.default_rng(15)
+    if key == "actions":  # continuous actions: a distribution-valued model
+        trainer = _continuous_trainer()
+        batch = {"observations": rng.normal(size=(T, N, OBS_DIM)), "actions": rng.normal(size=(T, N, 2)),
+                 "rewards": rng.normal(size=(T, N)), "values": np.zeros((T, N)), "log_probs": np.full((T, N), -1.0),
+                 "dones": np.zeros((T, N), bool)}
+        params = lambda: trainer.params  # noqa: E731
+    else:
+        model, trainer, good = checked_trainer
+        batch = {k: np.asarray(v, np.float64) if v.dtype == np.float32 else np.array(v) for k, v in good.items()}
+        params = lambda: nnx.state(model, nnx.Param)  # noqa: E731
+    batch = {k: np.array(v) for k, v in batch.items()}
+    assert batch[key].dtype == np.float64
+    batch[key].reshape(-1)[[0, 3, 5]] = [1e300, -1e300, 1e300]
+    before = jax.tree.map(np.array, params())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=rf"^trajectory\['{key}'\] has 3 value\(s\) outside float32's range "
+                                             r"\(e.g. 1e\+300; float32 holds magnitudes up to 3.40282e\+38\)$"):
+            trainer.train_step(batch)
+    after = jax.tree.map(np.array, params())
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)))
+    batch[key].reshape(-1)[[0, 3, 5]] = -1e30  # float32 holds it: accepted
+    assert float(np.min(getattr(as_trajectory(batch), key))) == np.float32(-1e30)
 
 
 def test_log_probs_of_discrete_actions_allow_rounding_only():
