@@ -37,7 +37,7 @@ from returns import bootstrap_iqm_ci, device_name, nan_mean  # noqa: E402
 
 from purejaxppo import evaluate, pbt, sweep  # noqa: E402
 from purejaxppo.configs import load_config  # noqa: E402
-from purejaxppo.plotting import draw_lineage, iqm, save_png  # noqa: E402
+from purejaxppo.runs.plotting import draw_lineage, iqm, save_png  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 GRID = [1e-4, 3e-4, 1e-3, 3e-3]  # P = 4 learning rates; PBT searches (min, max) of these, log-uniform start
@@ -123,7 +123,7 @@ def markdown(report: dict) -> str:
 
 
 def plot_lineages(report: dict, out: Path) -> list[Path]:
-    """``pbt-lineage-<env>-<device>.png``: seed 0's lineage per environment (`purejaxppo.plotting.draw_lineage`)."""
+    """``pbt-lineage-<env>-<device>.png``: seed 0's lineage per environment (`purejaxppo.runs.plotting.draw_lineage`)."""
     paths = []
     for row in report["rows"]:
         lin = row["pbt"].get("lineage")

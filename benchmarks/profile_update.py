@@ -24,10 +24,11 @@ import time
 import jax
 import jax.numpy as jnp
 
-from purejaxppo import PPOConfig, make_setup, streams
-from purejaxppo.batch import prepare_batch, to_samples
-from purejaxppo.rollout import collect
-from purejaxppo.train import init, learn, update
+from purejaxppo import PPOConfig, make_setup
+from purejaxppo.core import streams
+from purejaxppo.training.batch import prepare_batch, to_samples
+from purejaxppo.training.rollout import collect
+from purejaxppo.training.train import init, learn, update
 
 
 def parse_set(items: list[str]) -> dict:

@@ -36,7 +36,7 @@ import numpy as np
 from purejaxppo import evaluate, make_train
 from purejaxppo.config import HYPERPARAMETERS, PPOConfig
 from purejaxppo.configs import load_config
-from purejaxppo.plotting import bootstrap_ci, iqm, smooth
+from purejaxppo.runs.plotting import bootstrap_ci, iqm, smooth
 
 RESULTS = Path(__file__).parent / "results"
 NUM_BOOTSTRAP = 2000

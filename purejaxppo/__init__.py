@@ -13,28 +13,28 @@ from typing import TYPE_CHECKING, Any
 from purejaxppo.version import __version__
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time `__getattr__` imports them
-    from purejaxppo.checkpoint import LoadedPolicy, load_policy, save_run
+    from purejaxppo.runs.policy import LoadedPolicy, load_policy, save_run
     from purejaxppo.config import PPOConfig
-    from purejaxppo.evaluation import evaluate
-    from purejaxppo.population import PBTResult, pbt
-    from purejaxppo.metrics import METRIC_NAMES
-    from purejaxppo.policies import Policy, make_policy
-    from purejaxppo.sweeps import SweepResult, sweep
-    from purejaxppo.train import RunState, Setup, TrainOutput, make_setup, make_train, make_train_functions
-    from purejaxppo.trainer import PPOTrainer
+    from purejaxppo.training.evaluation import evaluate
+    from purejaxppo.scale.population import PBTResult, pbt
+    from purejaxppo.training.metrics import METRIC_NAMES
+    from purejaxppo.models.policies import Policy, make_policy
+    from purejaxppo.scale.sweeps import SweepResult, sweep
+    from purejaxppo.training.train import RunState, Setup, TrainOutput, make_setup, make_train, make_train_functions
+    from purejaxppo.training.trainer import PPOTrainer
 
 # public name -> the module that defines it
 _PUBLIC = {
-    "LoadedPolicy": "checkpoint", "load_policy": "checkpoint", "save_run": "checkpoint",
+    "LoadedPolicy": "runs.policy", "load_policy": "runs.policy", "save_run": "runs.policy",
     "PPOConfig": "config",
-    "evaluate": "evaluation",
-    "METRIC_NAMES": "metrics",
-    "Policy": "policies", "make_policy": "policies",
-    "PBTResult": "population", "pbt": "population",
-    "SweepResult": "sweeps", "sweep": "sweeps",
-    "RunState": "train", "Setup": "train", "TrainOutput": "train", "make_setup": "train", "make_train": "train",
-    "make_train_functions": "train",
-    "PPOTrainer": "trainer",
+    "evaluate": "training.evaluation",
+    "METRIC_NAMES": "training.metrics",
+    "Policy": "models.policies", "make_policy": "models.policies",
+    "PBTResult": "scale.population", "pbt": "scale.population",
+    "SweepResult": "scale.sweeps", "sweep": "scale.sweeps",
+    "RunState": "training.train", "Setup": "training.train", "TrainOutput": "training.train", "make_setup": "training.train", "make_train": "training.train",
+    "make_train_functions": "training.train",
+    "PPOTrainer": "training.trainer",
 }
 
 __all__ = [  # the names of _PUBLIC, and __version__

@@ -25,7 +25,7 @@ from typing import Any
 
 import jax
 
-from purejaxppo.envs import check_env_kwargs, check_env_name
+from purejaxppo.envs.registry import check_env_kwargs, check_env_name
 
 # Names of the fields that are float hyperparameters (pytree leaves). Everything else is static metadata.
 HYPERPARAMETERS: tuple[str, ...] = (

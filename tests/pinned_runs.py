@@ -128,7 +128,7 @@ def run_cases() -> dict[str, dict]:
     from probes import MaskedChoice
 
     from purejaxppo import PPOConfig, cli, load_policy, make_train, sweep
-    from purejaxppo.logs import METRICS_FILE, read_records
+    from purejaxppo.runs.logs import METRICS_FILE, read_records
 
     key = jax.random.key(0)
     out = {}

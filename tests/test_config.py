@@ -8,7 +8,7 @@ import pytest
 
 from purejaxppo import PPOConfig
 from purejaxppo.config import HYPERPARAMETERS, MAX_TOTAL_TIMESTEPS
-from purejaxppo.metrics import env_steps_done
+from purejaxppo.training.metrics import env_steps_done
 
 
 def test_defaults_are_the_ones_ppo_users_know():

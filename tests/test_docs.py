@@ -124,7 +124,7 @@ def test_a_learning_curves_figure_is_what_the_commands_beside_it_make():
     (`plotting.plot_provenance`) names the runs, labels, smoothing and, per run, the seeds and settings the
     `purejaxppo train` commands of that block give (a figure drawn otherwise, or from other runs, fails)."""
     from purejaxppo.configs import load_config
-    from purejaxppo.plotting import plot_provenance
+    from purejaxppo.runs.plotting import plot_provenance
 
     checked = 0
     for page in PAGES:

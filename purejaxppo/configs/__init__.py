@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from purejaxppo.config import PPOConfig
-from purejaxppo.envs import SUITES
+from purejaxppo.envs.registry import SUITES
 
 CONFIG_DIR = Path(__file__).resolve().parent
 CONFIG_SUFFIXES = (".toml", ".json")

@@ -1,0 +1,80 @@
+"""The environment interface the pipeline steps: `EnvSpec` (static facts), `EnvStep` and `Env` (N environments).
+
+Semantics every suite follows (gymnax 1.0's): ``reset(key, params) -> (obs, state)`` and ``step(key, state, action,
+params) -> (obs, state, reward, terminated, truncated, info)`` with auto-reset inside `step`. On the step where
+``terminated or truncated``, `reward` is the episode's last reward, `obs` already belongs to the next episode, and
+``info["final_observation"]`` is the pre-reset observation (needed to bootstrap a truncation).
+
+Action masks: an environment may define ``action_mask(state, params) -> bool[num_actions]``; the wrappers pass it
+through (`action_mask` below), so the mask always describes the state the agent is about to act in.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+
+
+class EnvSpec(NamedTuple):
+    """What the network and the rollout need to know about an environment (all static Python values)."""
+
+    obs_shape: tuple[int, ...]
+    discrete: bool
+    num_actions: int  # discrete: number of actions; continuous: action dimension
+    action_low: Any  # continuous only: np.ndarray [action_dim]
+    action_high: Any
+    has_action_mask: bool
+    max_steps_in_episode: int
+
+
+def action_mask(env, state, params):
+    """The environment's legal-action mask, bool[num_actions], through any wrappers; None if it defines none."""
+    fn = getattr(env, "action_mask", None)
+    if fn is None:
+        return None
+    return fn(state, params)
+
+
+class EnvStep(NamedTuple):
+    """The result of stepping N environments (`Env.step`)."""
+
+    obs: jax.Array  # [N, *obs_shape], already the next episode's first observation where done
+    env_state: Any
+    reward: jax.Array  # [N]
+    terminated: jax.Array  # [N]
+    truncated: jax.Array  # [N]
+    final_obs: jax.Array  # [N, *obs_shape], the pre-reset observation (== obs unless done)
+    episode_return: jax.Array  # [N]
+    episode_length: jax.Array  # [N]
+
+
+class Env(NamedTuple):
+    """An environment ready for the pipeline: the wrapped environment, its params and its spec (all static).
+
+    The methods run one environment per key (vmapped); environment i's randomness is its own key's.
+    """
+
+    wrapped: Any
+    params: Any
+    spec: EnvSpec
+
+    def reset(self, keys: jax.Array) -> tuple[jax.Array, Any]:
+        """Reset one environment per key: keys [N] -> ``(obs [N, *obs_shape], state [N])``."""
+        return jax.vmap(self.wrapped.reset, in_axes=(0, None))(keys, self.params)
+
+    def step(self, keys: jax.Array, state, action: jax.Array) -> EnvStep:
+        """Step N environments (auto-resetting those that finish): keys [N], state [N], action [N] or [N, A]."""
+        obs, state, reward, terminated, truncated, info = jax.vmap(self.wrapped.step, in_axes=(0, 0, 0, None))(
+            keys, state, action, self.params
+        )
+        return EnvStep(
+            obs, state, reward, terminated, truncated, info["final_observation"],
+            info["episode_return"], info["episode_length"],
+        )
+
+    def action_mask(self, state) -> jax.Array | None:
+        """``bool[N, A]`` legal actions in each environment's current state, or None when the environment has none."""
+        if not self.spec.has_action_mask:
+            return None
+        return jax.vmap(action_mask, in_axes=(None, 0, None))(self.wrapped, state, self.params).astype(bool)

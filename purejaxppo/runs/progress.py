@@ -1,0 +1,207 @@
+"""Chunked training of S seeds with live progress: one compiled program, host callbacks from inside the loop.
+
+`make_train` stays pure (no callbacks). For the command line, `ChunkRunner` compiles one program
+
+    chunk(states [S], n) = fori_loop(0, n, body, states)
+    body(states)         = states, metrics = vmap(update)(states)        # metrics: {name: [S]}
+                           io_callback(sink, None, metrics, ordered=True)
+
+Ordered `io_callback` cannot sit under `vmap`, so the loop runs over updates *outside* the vmap over seeds, and the
+callback receives the whole batch of seeds at once. ``n`` is a traced argument (the loop is a `while_loop`), so
+every chunk, including a shorter last one, and any ``--checkpoint-every`` reuse the same executable: one compile per
+config and seed count. The callback fires after every update, in order; it streams the metrics to the host (the
+program returns only the states) and drives the progress bar. It is part of the program whether or not a bar is
+shown, so ``--quiet`` runs compute exactly what visible runs compute.
+
+The update counter is in the state and every random key derives from it, so running chunks back to back, or
+restoring a checkpoint between them, is bit-identical to one long run.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import jax
+import numpy as np
+from jax.experimental import io_callback
+from tqdm.auto import tqdm
+
+from purejaxppo.compiler import jit
+from purejaxppo.config import PPOConfig
+from purejaxppo.training.train import TrainFunctions, make_train_functions
+
+Metrics = dict[str, np.ndarray]
+Sink = Callable[[Metrics], None]
+
+
+class ChunkRunner:
+    """Runs `n` updates of a batch of seeds, streaming each update's metrics ``{name: [S]}`` to a sink.
+
+    Attributes:
+      config: the run's `PPOConfig` (closed over: its float leaves are compile-time constants).
+      fns: its `TrainFunctions`.
+    """
+
+    def __init__(self, config: PPOConfig, fns: TrainFunctions | None = None):
+        self.config = config
+        self.fns = make_train_functions(config) if fns is None else fns
+        self._sink: Sink | None = None
+        self._lock = threading.Lock()
+        # plain jax.jit: `init` is small, and callers trace it (jax.eval_shape) where compiler options are refused
+        self._init = jax.jit(jax.vmap(lambda key: self.fns.init(key, config)))
+        self._chunk = jit(self._chunk_fn, donate_argnums=0)
+
+    def _emit(self, metrics: dict[str, Any]) -> None:
+        sink = self._sink
+        if sink is not None:
+            sink({k: np.asarray(v) for k, v in metrics.items()})
+
+    def _chunk_fn(self, states, num_updates):
+        config, update = self.config, self.fns.update
+
+        def body(_, s):
+            s, metrics = jax.vmap(lambda x: update(x, config))(s)
+            io_callback(self._emit, None, {**metrics, "update": s.updates_done}, ordered=True)
+            return s
+
+        return jax.lax.fori_loop(0, num_updates, body, states)
+
+    def compile(self, states) -> tuple[Any, float]:
+        """Compile the chunk program for `states` (donated) by running zero updates through it; the executable then
+        serves every chunk, since the update count is traced.
+
+        Returns:
+          ``(states, seconds)``: the same states (use them, not the donated ones) and the seconds spent compiling,
+          about 0 when this runner had compiled for this seed count already.
+        """
+        t0 = time.perf_counter()
+        with self._lock:
+            states = self._chunk(states, np.int32(0))
+            jax.block_until_ready(states)
+        return states, time.perf_counter() - t0
+
+    def init(self, keys: jax.Array):
+        """The batched [S] initial states for typed keys [S]."""
+        return self._init(keys)
+
+    def run(self, states, num_updates: int, sink: Sink | None = None) -> tuple[Any, Metrics]:
+        """Run `num_updates` updates from `states` (donated: do not reuse them).
+
+        Args:
+          states: batched [S] `RunState`.
+          num_updates: updates to run (any value >= 0; never recompiles).
+          sink: also called with each update's metrics ``{name: [S]}`` (plus "update"), in order, while it runs.
+
+        Returns:
+          ``(states, metrics)`` with metrics ``{name: [num_updates, S]}``, "update" holding each update's number.
+        """
+        rows: list[Metrics] = []
+
+        def collect(m: Metrics) -> None:
+            rows.append(m)
+            if sink is not None:
+                sink(m)
+
+        with self._lock:  # one chunk at a time per runner: the sink is shared by the compiled program
+            self._sink = collect
+            try:
+                states = self._chunk(states, np.int32(num_updates))
+                jax.block_until_ready(states)
+                jax.effects_barrier()
+            finally:
+                self._sink = None
+        if len(rows) != num_updates:
+            raise RuntimeError(f"expected {num_updates} progress callbacks, got {len(rows)}")
+        return states, stack_metrics(rows)
+
+    def compiled_count(self) -> int:
+        """How many executables the chunk function holds (1 per seed count)."""
+        return self._chunk._cache_size()
+
+
+def stack_metrics(rows: list[Metrics]) -> Metrics:
+    """``[{name: [S]}] * n -> {name: [n, S]}`` (empty input gives an empty dict)."""
+    if not rows:
+        return {}
+    return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+@functools.lru_cache(maxsize=8)
+def chunk_runner(config: PPOConfig) -> ChunkRunner:
+    """The (cached) runner for `config`: repeated runs in one process share its compiled program."""
+    return ChunkRunner(config)
+
+
+def device_description() -> str:
+    """The backend and device the run's programs execute on (the default device), e.g. ``"gpu (NVIDIA H100 80GB
+    HBM3)"`` or ``"cpu (TFRT_CPU_0, 1 of 2 devices)"``."""
+    devices = jax.devices()
+    device = devices[0]
+    kind = getattr(device, "device_kind", "") or ""
+    name = kind if kind and kind.lower() != device.platform else str(device)
+    more = f", 1 of {len(devices)} devices" if len(devices) > 1 else ""
+    return f"{jax.default_backend()} ({name}{more})"
+
+
+# ---------------------------------------------------------------------------------------------------------- bar
+def progress_enabled(quiet: bool, stream: TextIO | None = None) -> bool:
+    """A bar is shown unless `quiet` or the stream (stderr) is not a terminal."""
+    stream = sys.stderr if stream is None else stream
+    return not quiet and hasattr(stream, "isatty") and stream.isatty()
+
+
+def return_summary(returns: np.ndarray) -> str:
+    """``"mean±std"`` of the seeds' latest episode returns [S], ignoring seeds with no finished episode."""
+    finite = returns[np.isfinite(returns)]
+    if finite.size == 0:
+        return "n/a"
+    if finite.size == 1:
+        return f"{finite[0]:.4g}"
+    return f"{finite.mean():.4g}±{finite.std():.2g}"
+
+
+class ProgressBar:
+    """A tqdm bar over environment steps (all seeds move together), with the latest mean return across seeds.
+
+    Call it with each update's metrics ``{name: [S]}``; it shows the steps per seed, the rate in steps per second
+    per seed (every seed runs this many at once: the total rate is num_seeds times it), ETA and ``return=mean±std``
+    over seeds (each seed's return of the episodes that finished in its latest update that finished any), shown
+    first, after the description, so a narrow terminal (80 columns) cuts the rate rather than the return. The bar
+    opens at the first update, so compile time does not distort the rate and the ETA.
+    """
+
+    # The return and update (tqdm's postfix, ", return=... update=...") come right after the description, before the
+    # bar: a line wider than the terminal loses its end, so at 80 columns the rate goes first, not the return.
+    BAR_FORMAT = ("{desc}{postfix}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps per seed "
+                  "[{elapsed}<{remaining}, {rate_fmt} per seed]")
+
+    def __init__(self, total_steps: int, initial_steps: int = 0, num_seeds: int = 1, enabled: bool = True,
+                 desc: str = "train", file: TextIO | None = None, ncols: int | None = None):
+        # ncols: a fixed line width; None follows the terminal's width as it changes
+        self._options = {"total": total_steps, "unit": " steps", "unit_scale": True, "desc": desc,
+                         "bar_format": self.BAR_FORMAT, "disable": not enabled, "dynamic_ncols": ncols is None,
+                         "ncols": ncols, "file": file, "smoothing": 0.1, "leave": True}
+        self._last = np.full((num_seeds,), np.nan)
+        self._steps = initial_steps
+        self.bar = None
+
+    def __call__(self, metrics: Metrics) -> None:
+        steps = int(np.asarray(metrics["env_steps"]).reshape(-1)[0])
+        returns = np.asarray(metrics["episode_return"], np.float64).reshape(-1)
+        self._last = np.where(np.isfinite(returns), returns, self._last)  # keep a seed's last known return
+        postfix = f"return={return_summary(self._last)} update={int(np.asarray(metrics['update']).reshape(-1)[0])}"
+        if self.bar is None:
+            self.bar = tqdm(initial=steps, postfix=postfix, **self._options)
+        else:
+            self.bar.set_postfix_str(postfix, refresh=False)
+            self.bar.update(max(steps - self._steps, 0))
+        self._steps = steps
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,8 @@
+"""Scale: many seeds, many settings and many devices, each as one compiled program over the training pipeline.
+
+- `sweeps`: `sweep` (hyperparameter grids x seeds, vmapped, sharded over the devices).
+- `population`: `pbt` (population-based training in one program).
+- `parallel`: data parallelism (one run's environments split over devices).
+
+May import: the training pipeline and everything below it; never runs or the command line.
+"""
