@@ -136,6 +136,20 @@ def flat_spelling(argv: Sequence[str]) -> list[str]:
 Flag = Annotated[bool, tyro.conf.FlagCreatePairsOff, tyro.conf.arg(help_behavior_hint="")]
 
 
+def _optional(kind: Any, default: str = "") -> Any:
+    """An optional flag (None: not given, the default applies), with `default` shown for it in --help."""
+    return Annotated[kind | None, tyro.conf.arg(help_behavior_hint=default)]
+
+
+# flags of both train and pbt
+Env = _optional(str, f"(default: {DEFAULT_ENV})")
+OptionalPath = _optional(Path)  # config file, --resume
+Seed = _optional(int, "(default: 0)")
+CheckpointEvery = _optional(int, f"(default: about {DEFAULT_CHECKPOINTS_PER_RUN} per run)")
+StopAfter = _optional(int, "(default: the whole budget)")
+Overrides = Annotated[ConfigOverrides, tyro.conf.arg(help=CONFIG_GROUP_HELP)]
+
+
 @dataclasses.dataclass(frozen=True)
 class Train:
     """Train PPO on one environment for one or more seeds (vmapped in one compiled program).
@@ -143,24 +157,22 @@ class Train:
     Writes <logdir>/config.json, run.json, metrics.jsonl (one line per update and seed), checkpoints/ and
     summary.json; shows a progress bar when stderr is a terminal."""
 
-    env: Annotated[str | None, tyro.conf.arg(help_behavior_hint=f"(default: {DEFAULT_ENV})")] = None
+    env: Env = None
     """A gymnax environment id (its shipped config, else PPOConfig defaults), or a .toml/.json config file. Also
     spelled --env-name."""
-    config_file: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="")] = None
+    config_file: OptionalPath = None
     """A .toml/.json file of PPOConfig fields; with --env as well, the file's settings on that environment."""
     num_seeds: Annotated[int | None, tyro.conf.arg(help_behavior_hint="(default: 1)")] = None
     """Independent seeds, trained in parallel (vmap)."""
-    seed: Annotated[int | None, tyro.conf.arg(help_behavior_hint="(default: 0)")] = None
+    seed: Seed = None
     """Base random seed; seed i of the run uses jax.random.split(key(seed), num_seeds)[i]."""
     logdir: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="(default: runs/<env>-<timestamp>)")] = None
     """The run directory."""
-    checkpoint_every: Annotated[
-        int | None, tyro.conf.arg(help_behavior_hint=f"(default: about {DEFAULT_CHECKPOINTS_PER_RUN} per run)")
-    ] = None
+    checkpoint_every: CheckpointEvery = None
     """Save a checkpoint (and flush metrics) every this many updates."""
-    resume: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="")] = None
+    resume: OptionalPath = None
     """Continue the run in this directory from its last checkpoint (its config and seeds are reused)."""
-    stop_after: Annotated[int | None, tyro.conf.arg(help_behavior_hint="(default: the whole budget)")] = None
+    stop_after: StopAfter = None
     """Stop, resumably, once this many updates are done in total (time-boxed jobs; continue with --resume)."""
     print_config: Flag = False
     """Print the config a run would use (after --env, --config-file and the flags; with --resume, the run's) as TOML,
@@ -173,8 +185,7 @@ class Train:
     """Also log to Weights & Biases (needs wandb)."""
     wandb_mode: Literal["offline", "online"] = "offline"
     """W&B mode; offline needs no network (upload later with `wandb sync <logdir>/wandb/...`)."""
-    config: Annotated[ConfigOverrides, tyro.conf.arg(help=CONFIG_GROUP_HELP)] = \
-        dataclasses.field(default_factory=ConfigOverrides)
+    config: Overrides = dataclasses.field(default_factory=ConfigOverrides)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,26 +209,23 @@ class Pbt:
     """Updates between generations; must divide the run's number of updates."""
     quantile: Annotated[float | None, tyro.conf.arg(help_behavior_hint=f"(default: {DEFAULT_QUANTILE})")] = None
     """The fraction of the population replaced each generation (and copied from), in (0, 0.5]."""
-    env: Annotated[str | None, tyro.conf.arg(help_behavior_hint=f"(default: {DEFAULT_ENV})")] = None
+    env: Env = None
     """A gymnax environment id (its shipped config), or a .toml/.json config file."""
-    config_file: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="")] = None
+    config_file: OptionalPath = None
     """A .toml/.json file of PPOConfig fields."""
-    seed: Annotated[int | None, tyro.conf.arg(help_behavior_hint="(default: 0)")] = None
+    seed: Seed = None
     """Base random seed: member i trains with jax.random.split(key(seed), P)[i]."""
     logdir: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="(default: runs/<env>-pbt-<timestamp>)")] = None
     """The run directory."""
-    checkpoint_every: Annotated[
-        int | None, tyro.conf.arg(help_behavior_hint=f"(default: about {DEFAULT_CHECKPOINTS_PER_RUN} per run)")
-    ] = None
+    checkpoint_every: CheckpointEvery = None
     """Save a checkpoint, the metrics and the lineage every this many updates (anywhere in a generation)."""
-    resume: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="")] = None
+    resume: OptionalPath = None
     """Continue the PBT run in this directory from its last checkpoint, bit-identically."""
-    stop_after: Annotated[int | None, tyro.conf.arg(help_behavior_hint="(default: the whole budget)")] = None
+    stop_after: StopAfter = None
     """Stop, resumably, once this many updates are done in total."""
     quiet: Flag = False
     """No progress bar and no start-up lines (the final summary is still printed)."""
-    config: Annotated[ConfigOverrides, tyro.conf.arg(help=CONFIG_GROUP_HELP)] = \
-        dataclasses.field(default_factory=ConfigOverrides)
+    config: Overrides = dataclasses.field(default_factory=ConfigOverrides)
 
 
 @dataclasses.dataclass(frozen=True)
