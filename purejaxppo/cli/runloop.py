@@ -134,7 +134,8 @@ def restore_newest(plan: RunPlan, ckpt, abstract: Any, layout: Any, say: Say) ->
 
 
 class Program:
-    """What a command puts into the run loop (`run_chunks`); the hooks without a body here are optional.
+    """What a command puts into the run loop (`run_chunks`): the hooks raising NotImplementedError here are required,
+    the others optional.
 
     Attributes:
       command: the command's name, for the resume hint (``purejaxppo <command> --resume <run>``).
