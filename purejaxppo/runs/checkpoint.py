@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import shutil
 import sys
 import threading
 from collections.abc import Callable
@@ -46,6 +47,7 @@ from purejaxppo.version import __version__
 FORMAT_VERSION = 2
 CHECKPOINT_DIRNAME = "checkpoints"
 DEFAULT_MAX_TO_KEEP = 2
+TMP_MARKER = ".orbax-checkpoint-tmp"  # orbax's temporary step directories: <update>.orbax-checkpoint-tmp-<n>
 META_KEYS = ("config", "num_seeds", "seed", "update", "leaves", "key_impls", "sha256")
 
 
@@ -197,10 +199,12 @@ class Checkpointer:
             enable_async_checkpointing=False,
             create=not read_only,
             read_only=read_only,
-            cleanup_tmp_directories=not read_only,
+            cleanup_tmp_directories=False,  # done here, synchronously (orbax's runs in a background future)
         )
         if read_only and not self.directory.is_dir():
             raise CheckpointError(f"{self.directory} does not exist")
+        if not read_only:
+            remove_interrupted_saves(self.directory)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
     def close(self) -> None:
@@ -363,6 +367,18 @@ class Checkpointer:
         if step not in steps:
             raise CheckpointError(f"no checkpoint for update {step} in {self.directory}; available: {steps}")
         return step
+
+
+def remove_interrupted_saves(directory: Path) -> None:
+    """Remove the temporary directories of saves that died before their rename (``<update>.orbax-checkpoint-tmp-*``).
+
+    Done before the manager is built and before anything else reads the directory: orbax's own clean-up runs in a
+    background future that only a later save waits for, so a session that only restores could end with it
+    unfinished.
+    """
+    for path in directory.glob(f"*{TMP_MARKER}*"):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager
