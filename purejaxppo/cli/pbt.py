@@ -154,9 +154,9 @@ class PbtProgram(Program):
         from purejaxppo.runs.policy import abstract_population_of
 
         run = self.plan.run
-        if run.resumed and ckpt.latest_step() is not None:
-            state, start = restore_newest(run, ckpt, abstract_population_of(self.layout), self.layout, say)
-            state = jax.device_put(state, self.prog.shardings)
+        restored = restore_newest(run, ckpt, lambda: abstract_population_of(self.layout), self.layout, say)
+        if restored is not None:
+            state, start = jax.device_put(restored[0], self.prog.shardings), restored[1]
         else:
             state, start = self.prog.init(jax.random.key(run.seed), self.bounds), 0
         if start >= end:
@@ -211,7 +211,9 @@ class PbtProgram(Program):
         summary["pbt"] = pbt_summary(self.run_dir, summary, self.plan)
 
     def divergence_advice(self, summary: dict[str, Any], kept: int | None) -> str:
-        return "the checkpoints before it are kept. A narrower --search range usually helps"
+        last = (f"the last finite checkpoint is {summary['checkpoint']} (update {kept})"
+                if kept is not None else "no checkpoint was saved before it")
+        return f"{last}. A narrower --search range usually helps"
 
     def report(self, summary: dict[str, Any]) -> None:
         from purejaxppo.runs.logs import LINEAGE_PLOT

@@ -124,11 +124,18 @@ def report_stale_lock(lock) -> None:
               "over", file=sys.stderr, flush=True)
 
 
-def restore_newest(plan: RunPlan, ckpt, abstract: Any, layout: Any, say: Say) -> tuple[Any, int]:
-    """``(state, update)`` from the newest checkpoint that reads back intact; a corrupt newer one is moved aside with
-    a warning (`Checkpointer.restore_newest_intact`)."""
+def restore_newest(plan: RunPlan, ckpt, abstract: Callable[[], Any], layout: Any, say: Say) -> tuple[Any, int] | None:
+    """``(state, update)`` from the newest checkpoint that reads back intact (a corrupt newer one is moved aside with
+    a warning: `Checkpointer.restore_newest_intact`), or None for a fresh run, or a resumed one with no checkpoint
+    yet (killed during its first interval: it starts again from update 0, the same start, since initialisation is a
+    pure function of the seeds). `abstract()` gives the state's shapes."""
+    if not plan.resumed:
+        return None
+    if ckpt.latest_step() is None:
+        say(f"Resuming {plan.run_dir}: no checkpoint yet, starting from update 0")
+        return None
     warn = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
-    state, meta = ckpt.restore_newest_intact(abstract, layout, warn)
+    state, meta = ckpt.restore_newest_intact(abstract(), layout, warn)
     say(f"Resuming {plan.run_dir} from update {meta['update']} of {plan.config.num_updates}")
     return state, int(meta["update"])
 
@@ -251,6 +258,8 @@ def run_chunks(plan: RunPlan, program: Program, quiet: bool, stop_after: int | N
     t_end = time.time()
     summary = summarize(plan, update, (update - start) * config.batch_size * seeds,
                         Timing(t_end - t0, compile_seconds, t_end - t_train), diverged.message if diverged else None)
+    if diverged is not None:  # the last finite checkpoint, not the diverged update's (which was not saved)
+        summary["checkpoint"] = None if kept is None else str(checkpoint_dir(run_dir) / str(kept))
     program.finish(summary, state, diverged, kept)
     write_json(run_dir / SUMMARY_FILE, summary)
     if diverged is not None:

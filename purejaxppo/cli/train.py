@@ -8,7 +8,7 @@ from typing import Any
 
 from purejaxppo.cli.args import DEFAULT_ENV, Train, UsageError, check_positive, check_seed, override_values
 from purejaxppo.cli.plans import RunPlan, default_checkpoint_every, plan_new_run, plan_resumed_run, requested_config
-from purejaxppo.cli.runloop import Divergence, Program, execute, restore_newest
+from purejaxppo.cli.runloop import Program, execute, restore_newest
 
 EXTRAS = {"tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb", "wandb")}  # flag: (module, extra)
 
@@ -57,20 +57,13 @@ class TrainProgram(Program):
 
     def start(self, ckpt, end: int, say) -> tuple[Any, int]:
         """``(batched [S] RunState, updates done)``: the newest intact checkpoint when resuming, else freshly
-        initialised.
-
-        A corrupt newest checkpoint is moved aside with a warning and the one before it is used. A resumed run with
-        no checkpoint yet (killed during its first interval) starts again from update 0, which is the same start:
-        initialisation is a pure function of the seeds.
-        """
+        initialised (`restore_newest`)."""
         from purejaxppo.runs.checkpoint import abstract_state, batched_keys
 
         plan = self.plan
-        if plan.resumed and ckpt.latest_step() is not None:
-            return restore_newest(plan, ckpt, abstract_state(self.runner.fns.init, self.layout), self.layout, say)
-        if plan.resumed:
-            say(f"Resuming {plan.run_dir}: no checkpoint yet, starting from update 0")
-        return self.runner.init(batched_keys(plan.seed, plan.num_seeds)), 0
+        restored = restore_newest(plan, ckpt, lambda: abstract_state(self.runner.fns.init, self.layout), self.layout,
+                                  say)
+        return restored or (self.runner.init(batched_keys(plan.seed, plan.num_seeds)), 0)
 
     def describe(self) -> str:
         from purejaxppo.runs.progress import device_description
@@ -85,12 +78,6 @@ class TrainProgram(Program):
 
     def run(self, state, n: int, update: int, bar) -> tuple[Any, dict[str, Any]]:
         return self.runner.run(state, n, sink=bar)
-
-    def finish(self, summary: dict[str, Any], state, diverged: Divergence | None, kept: int | None) -> None:
-        from purejaxppo.runs.checkpoint import checkpoint_dir
-
-        if diverged is not None:  # the last finite checkpoint, not the diverged update's
-            summary["checkpoint"] = None if kept is None else str(checkpoint_dir(self.plan.run_dir) / str(kept))
 
     def divergence_advice(self, summary: dict[str, Any], kept: int | None) -> str:
         last = (f"the last finite checkpoint is {summary['checkpoint']} (update {kept})"

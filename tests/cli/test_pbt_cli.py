@@ -4,6 +4,7 @@ in-process `pbt`, the lineage files, the other commands on a PBT run, and one-li
 from __future__ import annotations
 
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -119,3 +120,39 @@ def test_search_and_population_are_refused_in_one_line_before_anything_is_writte
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err, err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.timeout(300)
+def test_divergence_names_the_last_finite_checkpoint(tmp_path, capsys, monkeypatch):
+    """A PBT run that goes non-finite in its third chunk stops there, and summary.json and the error line name the
+    checkpoint of update 14 (the last finite one), not the diverged update's, which was never saved."""
+    from purejaxppo.cli.pbt import PbtProgram
+
+    real_run, calls = PbtProgram.run, []
+
+    def run_diverging_in_chunk_3(self, state, n, update, bar):  # as if update 16 of member 2 went non-finite
+        state, rows = real_run(self, state, n, update, bar)
+        calls.append(n)
+        if len(calls) == 3:
+            rows = {k: np.array(v) for k, v in rows.items()}
+            rows["nonfinite"][1, 2], rows["policy_loss"][1, 2] = 3, np.nan
+        return state, rows
+
+    monkeypatch.setattr(PbtProgram, "run", run_diverging_in_chunk_3)
+    run_dir = tmp_path / "run"
+    assert pbt_cli("--logdir", run_dir) == cli.EXIT_DIVERGED
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    last = checkpoint_dir(run_dir).resolve() / "14"
+    assert "training diverged at update 16 (seed 2)" in err and f"the last finite checkpoint is {last}" in err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["checkpoint"] == str(last) and summary["updates"] == 16
+
+
+def test_resume_without_a_checkpoint_says_it_starts_again(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert pbt_cli("--logdir", run_dir, "--stop-after", "1", "--checkpoint-every", "5") == 0
+    for path in checkpoint_dir(run_dir).iterdir():  # as if killed before the first checkpoint
+        shutil.rmtree(path)
+    capsys.readouterr()
+    assert cli.main(["pbt", "--resume", str(run_dir), "--stop-after", "1"]) == 0
+    assert f"Resuming {run_dir}: no checkpoint yet, starting from update 0" in capsys.readouterr().out
