@@ -25,10 +25,11 @@ class UpdateInfo(NamedTuple):
 
 
 def learning_rate_at(learning_rate, anneal: bool, update: jax.Array, num_updates: int) -> jax.Array:
-    """The learning rate during update `update` (0-based): ``lr * (1 - update / num_updates)`` when `anneal`."""
+    """The learning rate during update `update` (0-based): ``lr * (1 - update / num_updates)`` when `anneal`
+    (`optax.linear_schedule` from `learning_rate` to 0 over `num_updates` updates, read at `update`)."""
     if not anneal:
         return jnp.asarray(learning_rate, jnp.float32)
-    return learning_rate * (1.0 - update / num_updates)
+    return optax.linear_schedule(learning_rate, 0.0, num_updates)(update)
 
 
 def make_optimizer(learning_rate, adam_eps, anneal: bool, num_updates: int,
@@ -47,11 +48,16 @@ def make_optimizer(learning_rate, adam_eps, anneal: bool, num_updates: int,
 
 
 def clip_by_global_norm(grads, max_norm) -> tuple[Any, jax.Array]:
-    """Scale `grads` so their global L2 norm is at most `max_norm`. Returns ``(clipped, norm before clipping)``.
+    """Scale `grads` so their global L2 norm (`optax.tree.norm`) is at most `max_norm`. Returns ``(clipped, norm
+    before clipping)``.
 
-    (optax.clip clips element-wise; PPO's max_grad_norm means this.)
+    The scaling stays written out, so the pinned runs keep their bits: `optax.clip_by_global_norm` computes
+    ``(g / norm) * max_norm`` (other bits in every clipped step), and `optax.projections.projection_l2_ball`
+    ``max_norm / sqrt(max(norm**2, max_norm**2))``, which XLA rewrites into ``max_norm * rsqrt(...)`` (other bits in
+    about a third of them); neither returns the norm (benchmarks/results/speed-levers-optax-cpu-2core.md).
+    optax.clip clips element-wise; PPO's max_grad_norm means the global norm.
     """
-    norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+    norm = optax.tree.norm(grads)
     scale = jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12))
     return jax.tree.map(lambda g: g * scale.astype(g.dtype), grads), norm
 

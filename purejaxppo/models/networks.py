@@ -147,9 +147,13 @@ class ActorCritic(nn.Module):
     def _torso_input(self, obs):
         return obs if self.torso == "cnn" else flatten_obs(obs, self.obs_rank)
 
+    def actor_features(self, obs) -> jax.Array:
+        """The actor torso's output, what the policy head reads (``[..., features]``)."""
+        return self.actor_torso(self._torso_input(obs))
+
     def policy(self, obs, mask=None) -> distrax.Distribution:
         """The action distribution only."""
-        return self.policy_head(self.actor_torso(self._torso_input(obs)), mask)
+        return self.policy_head(self.actor_features(obs), mask)
 
     def value(self, obs) -> jax.Array:
         """V(obs), shape ``obs.shape[:-obs_rank]``."""
@@ -157,8 +161,13 @@ class ActorCritic(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------------- recurrent
-class _GRUStep(nn.Module):
-    """One GRU step with a reset: ``carry [B, H], (x [B, E], reset [B]) -> (h [B, H], h [B, H])``."""
+class GRUStep(nn.Module):
+    """One GRU step with a reset: ``carry [B, H], (x [B, E], reset bool[B]) -> (h [B, H], h [B, H])``; rows where
+    `reset` restart from h_0 = 0 before reading x.
+
+    `RecurrentActorCritic` scans it over time (its parameters live under ``"gru"``); `RecurrentActorCritic.step` runs
+    it once on those parameters.
+    """
 
     features: int
 
@@ -178,7 +187,7 @@ class _GRUStep(nn.Module):
 
 # The GRU over time: params shared across steps, inputs and outputs time-major.
 _ScannedGRU = nn.scan(
-    _GRUStep, variable_broadcast="params", split_rngs={"params": False}, in_axes=0, out_axes=0
+    GRUStep, variable_broadcast="params", split_rngs={"params": False}, in_axes=0, out_axes=0
 )
 
 
@@ -187,7 +196,7 @@ class RecurrentActorCritic(nn.Module):
 
     Time-major throughout: obs ``[T, B, *obs_shape]`` (flattened over its last `obs_rank` axes), resets ``bool[T, B]``,
     carry ``[B, H]``. `__call__` returns ``(carry_T, pi [T, B], value [T, B])``; the other methods are the pieces
-    `policies.recurrent_policy` uses.
+    `policies.recurrent_policy` uses, and `step` (one step without the scan) is what `purejaxppo.export` traces.
     """
 
     discrete: bool
@@ -213,10 +222,23 @@ class RecurrentActorCritic(nn.Module):
         """h_0, zeros ``[batch_size, H]``."""
         return jnp.zeros((batch_size, self.gru_hidden_size), jnp.float32)
 
+    def embedding(self, obs) -> jax.Array:
+        """x = act(Dense(obs)), the GRU's input: obs ``[..., *obs_shape]`` -> ``[..., hidden_sizes[0]]``."""
+        return ACTIVATIONS[self.activation](self.embed(flatten_obs(obs, self.obs_rank)))
+
     def hidden_states(self, carry, obs, resets) -> tuple[jax.Array, jax.Array]:
         """``(h_{T-1} [B, H], h [T, B, H])``: h_t is the GRU state after reading obs_t (reset first where resets_t)."""
-        x = ACTIVATIONS[self.activation](self.embed(flatten_obs(obs, self.obs_rank)))
-        return self.gru(carry, (x, resets))
+        return self.gru(carry, (self.embedding(obs), resets))
+
+    def step(self, carry, obs, reset) -> jax.Array:
+        """One step: carry ``[B, H]``, obs ``[B, *obs_shape]``, reset ``bool[B]`` -> h ``[B, H]``, the GRU state after
+        reading obs (reset first where `reset`). It is `hidden_states` of a one-step sequence on the same parameters,
+        without flax's `nn.scan` (one `GRUStep` on the ``"gru"`` parameters), which jax2onnx cannot trace.
+        """
+        if self.is_initializing():  # the parameters do not exist yet: create them as the scan does
+            return self.hidden_states(carry, obs[None], reset[None])[0]
+        gru = GRUStep(self.gru_hidden_size, parent=None)
+        return gru.apply({"params": self.variables["params"]["gru"]}, carry, (self.embedding(obs), reset))[0]
 
     def policy_from_hidden(self, hidden, mask=None) -> distrax.Distribution:
         """The action distribution for hidden states ``[..., H]`` (batch shape ``[...]``)."""

@@ -35,9 +35,9 @@ Formats:
 How the function is written: not through the distribution objects (``pi.mode()``) and the GRU's ``nn.scan`` as in
 training, which jax2onnx 0.17 cannot trace (distrax builds the Gaussian's scale, and flax's scan its carry, with shapes
 that jax2onnx's patched ``jnp`` turns into tracers), but from the same flax submodules and parameters: the actor torso
-(for the GRU: the embedding, one `_GRUStep` with its reset, then the actor torso), the policy head's dense layer, then
-``argmax`` of the (masked) logits or the clipped mean. The same function is used for both formats, and the tests
-check it against ``load_policy(run).act``.
+(for the GRU: `RecurrentActorCritic.step`, one GRU step with its reset and no scan, then the actor torso), the policy
+head's dense layer, then ``argmax`` of the (masked) logits or the clipped mean. The same function is used for both
+formats, and the tests check it against ``load_policy(run).act``.
 
 Next to the artefact, ``<artefact>.json`` describes it: the environment, input and output names, shapes and dtypes,
 the action bounds, whether normalisation is baked in, and where it came from (run, seed, update). `run_onnx` runs an
@@ -52,12 +52,13 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxppo.runs.policy import LoadedPolicy, custom_env_name, load_policy
-from purejaxppo.models.networks import ACTIVATIONS, ActorCritic, RecurrentActorCritic, _GRUStep, flatten_obs, masked_logits
 from purejaxppo.core.normalize import normalize_obs
+from purejaxppo.models.networks import ActorCritic, RecurrentActorCritic, masked_logits
+from purejaxppo.runs.policy import LoadedPolicy, custom_env_name, load_policy
 
 FORMATS = ("onnx", "stablehlo")
 SUFFIXES = {"onnx": ".onnx", "stablehlo": ".stablehlo"}
@@ -74,10 +75,10 @@ def greedy_function(loaded: LoadedPolicy) -> tuple[Callable, list[tuple[str, tup
     module = policy.module
     if not isinstance(module, (ActorCritic, RecurrentActorCritic)):
         raise TypeError(f"only the built-in networks can be exported, not {type(module).__name__}")
-    head = params["params"]["policy_head"]["Dense_0"]
+    head = {"params": params["params"]["policy_head"]["Dense_0"]}
 
     def action_of(features, mask):
-        out = features @ head["kernel"] + head["bias"]  # PolicyHead's dense layer: the logits, or the Gaussian's mean
+        out = nn.Dense(spec.num_actions).apply(head, features)  # PolicyHead's dense layer: logits, or Gaussian mean
         if spec.discrete:
             return jnp.argmax(masked_logits(out, mask), axis=-1).astype(jnp.int32)
         return jnp.clip(out, low, high).astype(jnp.float32)
@@ -85,12 +86,10 @@ def greedy_function(loaded: LoadedPolicy) -> tuple[Callable, list[tuple[str, tup
     def step(obs, carry, reset, mask):
         obs = normalize_obs(stats, obs, config.obs_clip, config.normalize_observations)
         if policy.recurrent:
-            x = module.apply(params, obs, method=lambda m, o: ACTIVATIONS[m.activation](
-                m.embed(flatten_obs(o, m.obs_rank))))
-            carry, _ = _GRUStep(module.gru_hidden_size).apply({"params": params["params"]["gru"]}, carry, (x, reset))
+            carry = module.apply(params, carry, obs, reset, method="step")
             features = module.apply(params, carry, method=lambda m, h: m.actor_torso(h))
         else:
-            features = module.apply(params, obs, method=lambda m, o: m.actor_torso(m._torso_input(o)))
+            features = module.apply(params, obs, method="actor_features")
         return action_of(features, mask), carry
 
     inputs = [("obs", ("B", *spec.obs_shape), np.float32)]

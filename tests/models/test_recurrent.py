@@ -54,6 +54,33 @@ def test_hidden_state_after_reset_equals_a_fresh_sequence():
         np.testing.assert_allclose(pi.logits, policy.heads(params, hidden[t], None)[0].logits, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.timeout(60)
+def test_one_step_without_the_scan_equals_the_scanned_gru():
+    """`RecurrentActorCritic.step` (one `GRUStep`, no `nn.scan`: what `export` traces) is `hidden_states` of a
+    one-step sequence on the same parameters, resets included; the GRU's parameter names are the scanned module's
+    (checkpoints load), and initialising through `step` creates the same embedding and GRU parameters."""
+    H = 6
+    module = RecurrentActorCritic(discrete=True, num_actions=2, hidden_sizes=(8, 8), gru_hidden_size=H)
+    rng = np.random.default_rng(1)
+    carry = jnp.asarray(rng.normal(size=(5, H)), jnp.float32)
+    obs = jnp.asarray(rng.normal(size=(5, 3)), jnp.float32)
+    reset = jnp.asarray([True, False, True, False, False])
+    params = module.init(jax.random.key(0), carry, obs[None], reset[None])
+    by_step = jax.jit(lambda p: module.apply(p, carry, obs, reset, method="step"))(params)
+    by_scan = jax.jit(lambda p: module.apply(p, carry, obs[None], reset[None], method="hidden_states")[0])(params)
+    np.testing.assert_allclose(by_step, by_scan, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(by_step[0], module.apply(params, jnp.zeros((1, H)), obs[:1], reset[:1],
+                                                        method="step")[0], rtol=1e-6, atol=1e-6)  # reset: from h_0
+
+    paths = {jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_leaves_with_path(params["params"]["gru"])}
+    gates = {"ir": ("kernel", "bias"), "iz": ("kernel", "bias"), "in": ("kernel", "bias"), "hr": ("kernel",),
+             "hz": ("kernel",), "hn": ("kernel", "bias")}
+    assert paths == {f"['GRUCell_0']['{g}']['{w}']" for g, ws in gates.items() for w in ws}
+    from_step = module.init(jax.random.key(0), carry, obs, reset, method="step")["params"]
+    assert set(from_step) == {"embed", "gru"}
+    jax.tree.map(np.testing.assert_array_equal, from_step, {k: params["params"][k] for k in from_step})
+
+
 # --------------------------------------------------------------------------------- rollout vs update, real env
 @pytest.fixture(scope="module")
 def short_episodes():
