@@ -196,7 +196,7 @@ class RecurrentActorCritic(nn.Module):
 
     Time-major throughout: obs ``[T, B, *obs_shape]`` (flattened over its last `obs_rank` axes), resets ``bool[T, B]``,
     carry ``[B, H]``. `__call__` returns ``(carry_T, pi [T, B], value [T, B])``; the other methods are the pieces
-    `policies.recurrent_policy` uses, and `step` (one step without the scan) is what `purejaxppo.export` traces.
+    `policies.recurrent_policy` uses, and `step` (one step without the scan) is what `purejaxppo.runs.export` traces.
     """
 
     discrete: bool
