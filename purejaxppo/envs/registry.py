@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import gymnax
 
-from purejaxppo.envs.suites.brax import brax_envs_module, make_brax_env
+from purejaxppo.envs.suites.brax import brax_check, make_brax_env
 from purejaxppo.envs.suites.craftax import craftax_check, make_craftax_env
 from purejaxppo.envs.suites.jumanji import jumanji_check, make_jumanji_env
 from purejaxppo.envs.suites.navix import make_navix_env, navix_check
@@ -44,7 +44,7 @@ class Suite(NamedTuple):
 # prefix -> suite (its extra is the prefix without the colon); an adapter module imports its suite only inside these
 # functions
 SUITES: dict[str, Suite] = {
-    BRAX_PREFIX: Suite(brax_envs_module, make_brax_env, "brax"),
+    BRAX_PREFIX: Suite(brax_check, make_brax_env, "brax"),
     "craftax:": Suite(craftax_check, make_craftax_env, "craftax"),
     "jumanji:": Suite(jumanji_check, make_jumanji_env, "jumanji"),
     "navix:": Suite(navix_check, make_navix_env, "navix"),

@@ -15,7 +15,8 @@ from brax.envs import get_environment  # noqa: E402
 from brax.envs.wrappers.training import EpisodeWrapper  # noqa: E402
 
 from purejaxppo import PPOConfig, evaluate, make_train  # noqa: E402
-from purejaxppo.envs.suites.brax import BraxEnvParams, make_brax_env  # noqa: E402
+from purejaxppo.envs.suites.base import SuiteParams  # noqa: E402
+from purejaxppo.envs.suites.brax import make_brax_env  # noqa: E402
 
 ENV = "inverted_pendulum"
 BACKEND = "positional"
@@ -61,7 +62,7 @@ def env_and_params():
 
 def test_reset_and_step_shapes_and_spaces(env_and_params):
     env, params = env_and_params
-    assert isinstance(params, BraxEnvParams) and params.max_steps_in_episode == 50
+    assert isinstance(params, SuiteParams) and params.max_steps_in_episode == 50
     obs, state = env.reset(jax.random.key(0), params)
     assert obs.shape == (4,) and obs.dtype == jnp.float32
     assert int(state.time) == 0
@@ -109,14 +110,14 @@ def test_termination_matches_brax_and_is_not_truncation():
 def test_auto_reset_keeps_final_observation(env_and_params):
     """On the ending step, obs and state belong to a new episode and info keeps the terminal observation."""
     env, _ = env_and_params
-    params = BraxEnvParams(max_steps_in_episode=3)
+    params = SuiteParams(max_steps_in_episode=3)
     obs, state = env.reset(jax.random.key(0), params)
     for t in range(3):
         key = jax.random.key(100 + t)
         prev_state = state
         obs, state, _, terminated, truncated, info = env.step(key, state, jnp.zeros(1), params)
     assert bool(truncated) and not bool(terminated)
-    pre_reset = env.brax_env.step(prev_state.brax_state, jnp.zeros(1)).obs
+    pre_reset = env.brax_env.step(prev_state.suite_state, jnp.zeros(1)).obs
     np.testing.assert_allclose(info["final_observation"], pre_reset, rtol=1e-6)
     reset_obs, _ = env.reset(key, params)  # the new episode starts from the ending step's key
     np.testing.assert_allclose(obs, reset_obs, rtol=1e-6)

@@ -59,10 +59,11 @@ def trajectories(env_and_params):
         def step(carry, k):
             ref_state, our_state, t = carry
             ref_state = ref_state.replace(player_health=_kill(ref_state.player_health, t == kill_at))
-            game = our_state.game.replace(player_health=_kill(our_state.game.player_health, t == kill_at))
+            game = our_state.suite_state
+            game = game.replace(player_health=_kill(game.player_health, t == kill_at))
             c_obs, ref_state, c_reward, c_done, _ = reference.step(k, ref_state, NOOP, game_params)
             obs, our_state, reward, terminated, truncated, info = env.step(
-                k, our_state.replace(game=game), NOOP, ours_params)
+                k, our_state.replace(suite_state=game), NOOP, ours_params)
             return (ref_state, our_state, t + 1), (
                 (c_obs, c_reward, c_done), (obs, info["final_observation"], reward, terminated, truncated))
 
@@ -81,7 +82,7 @@ def test_reset_and_step_shapes_and_spaces(env_and_params):
     assert isinstance(params, CraftaxEnvParams) and params.max_steps_in_episode == LIMIT
     obs, state = jax.eval_shape(env.reset, jax.random.key(0), params)
     assert obs.shape == (OBS_DIM,) and obs.dtype == jnp.float32
-    assert state.game.timestep.shape == ()
+    assert state.suite_state.timestep.shape == ()
     assert env.action_space(params).n == NUM_ACTIONS and env.num_actions == NUM_ACTIONS
     assert env.observation_space(params).shape == (OBS_DIM,)
     obs, state, reward, terminated, truncated, info = jax.eval_shape(

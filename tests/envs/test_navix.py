@@ -16,7 +16,8 @@ nx = pytest.importorskip("navix", reason="navix is not installed (optional extra
 from purejaxppo import PPOConfig, evaluate, make_train  # noqa: E402
 from purejaxppo.configs import load_config, shipped_config_names  # noqa: E402
 from purejaxppo.envs import make_env  # noqa: E402
-from purejaxppo.envs.suites.navix import NavixEnvParams, make_navix_env, navix_check  # noqa: E402
+from purejaxppo.envs.suites.base import SuiteParams  # noqa: E402
+from purejaxppo.envs.suites.navix import make_navix_env, navix_check  # noqa: E402
 
 EMPTY = "Navix-Empty-5x5-v0"
 DOORKEY = "Navix-DoorKey-5x5-v0"
@@ -62,7 +63,7 @@ def first_end(done) -> int:
 
 def test_reset_and_step_shapes_and_spaces():
     env, params = make_navix_env(EMPTY)
-    assert isinstance(params, NavixEnvParams) and params.max_steps_in_episode == 100
+    assert isinstance(params, SuiteParams) and params.max_steps_in_episode == 100
     obs, state = env.reset(jax.random.key(0), params)
     assert obs.shape == (5 * 5 * 3,) and obs.dtype == jnp.float32  # symbolic [H, W, 3], flattened
     assert env.action_space(params).n == 7 and env.observation_space(params).shape == (75,)
@@ -70,7 +71,7 @@ def test_reset_and_step_shapes_and_spaces():
     assert obs.shape == (75,) and reward.shape == () and reward.dtype == jnp.float32
     assert terminated.dtype == jnp.bool_ and truncated.dtype == jnp.bool_
     assert info["final_observation"].shape == (75,)
-    assert int(state.timestep.t) == 1
+    assert int(state.suite_state.t) == 1
     # through purejaxppo's own wrapper stack, by env_name
     spec = make_env(f"navix:{DOORKEY}", {"max_steps": 50}).spec
     assert spec.obs_shape == (75,) and spec.discrete and spec.num_actions == 7 and spec.max_steps_in_episode == 50
@@ -121,14 +122,14 @@ def test_auto_reset_keeps_final_observation():
     reset_obs, _ = env.reset(key, params)  # the new episode starts from the ending step's key
     np.testing.assert_array_equal(obs, reset_obs)
     assert not np.array_equal(obs, info["final_observation"])  # the agent stood on the goal in the final one
-    assert int(state.timestep.t) == 0
+    assert int(state.suite_state.t) == 0
     # a truncation by a small params.max_steps_in_episode, same environment
-    short = NavixEnvParams(max_steps_in_episode=2)
+    short = SuiteParams(max_steps_in_episode=2)
     _, state = env.reset(jax.random.key(0), short)
     _, state, _, terminated, truncated, _ = env.step(jax.random.key(1), state, ROTATE_CW, short)
     assert not bool(truncated)
     _, state, _, terminated, truncated, _ = env.step(jax.random.key(2), state, ROTATE_CW, short)
-    assert bool(truncated) and not bool(terminated) and int(state.timestep.t) == 0
+    assert bool(truncated) and not bool(terminated) and int(state.suite_state.t) == 0
 
 
 def test_errors_are_one_line(monkeypatch):

@@ -21,7 +21,8 @@ from mujoco_playground import registry  # noqa: E402
 
 from purejaxppo import PPOConfig, make_train  # noqa: E402
 from purejaxppo.envs import make_env  # noqa: E402
-from purejaxppo.envs.suites.playground import PlaygroundEnvParams, make_playground_env  # noqa: E402
+from purejaxppo.envs.suites.base import SuiteParams  # noqa: E402
+from purejaxppo.envs.suites.playground import make_playground_env  # noqa: E402
 
 ENV = "CartpoleBalance"
 LENGTH = 8  # the time limit of the reference trajectories
@@ -65,7 +66,7 @@ def ours(env_and_params):
         return jax.lax.scan(step, (state, 0, key, params), actions)[1]
 
     run = jax.jit(run)
-    return lambda key, actions, length=LENGTH: run(key, jnp.asarray(actions), PlaygroundEnvParams(length))
+    return lambda key, actions, length=LENGTH: run(key, jnp.asarray(actions), SuiteParams(length))
 
 
 def first_end(done) -> int:
@@ -77,7 +78,7 @@ def first_end(done) -> int:
 def test_reset_and_step_shapes_and_spaces(env_and_params):
     env, params = env_and_params
     assert env.name == f"playground:{ENV}"
-    assert isinstance(params, PlaygroundEnvParams) and params.max_steps_in_episode == LENGTH
+    assert isinstance(params, SuiteParams) and params.max_steps_in_episode == LENGTH
     assert make_playground_env(ENV)[1].max_steps_in_episode == 1000  # the task's own config.episode_length
     obs, state = jax.eval_shape(env.reset, jax.random.key(0), params)
     assert obs.shape == (5,) and obs.dtype == jnp.float32 and state.time.shape == ()
