@@ -16,7 +16,7 @@ from purejaxppo.envs.suites.base import (Reset, SuiteEnv, SuiteParams, Transitio
 
 
 class Counter(SuiteEnv):
-    """A suite of one environment: obs [start, steps]; action 1 ends the game; action 1 is legal only while steps < 2."""
+    """One environment: obs [start, steps]; action 1 ends the game and is legal only while steps < 2."""
 
     prefix = "toy"
 
