@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import gymnax
 
-from purejaxppo.envs.suites.brax import brax_envs_module, make_brax_env
+from purejaxppo.envs.suites.brax import brax_check, make_brax_env
 from purejaxppo.envs.suites.craftax import craftax_check, make_craftax_env
 from purejaxppo.envs.suites.jumanji import jumanji_check, make_jumanji_env
 from purejaxppo.envs.suites.navix import make_navix_env, navix_check
@@ -27,19 +27,24 @@ class Suite(NamedTuple):
 
     check(name): raise a ValueError when the suite is not installed or has no environment `name` (one line naming
       the extra to install, or the suite's names).
-    make(name, **env_kwargs) -> (env, env_params): the environment behind gymnax 1.0's interface.
+    make(name, **env_kwargs) -> (env, env_params): the environment behind gymnax 1.0's interface (for a JAX suite, a
+      `purejaxppo.envs.suites.base.SuiteEnv`).
     module: the top-level module the suite's extra installs (`suite_installed` looks for it without importing it).
+    on_host: whether the suite's environments run on the host, batched over the N environments (EnvPool, gymnasium,
+      stepped from inside the jitted program by a callback) instead of being vmapped JAX functions. `make_env` is the
+      one place that builds an `Env`, and the one to branch on it; no suite sets it yet.
     """
 
     check: Callable[[str], Any]
     make: Callable[..., tuple[Any, Any]]
     module: str
+    on_host: bool = False
 
 
 # prefix -> suite (its extra is the prefix without the colon); an adapter module imports its suite only inside these
 # functions
 SUITES: dict[str, Suite] = {
-    BRAX_PREFIX: Suite(brax_envs_module, make_brax_env, "brax"),
+    BRAX_PREFIX: Suite(brax_check, make_brax_env, "brax"),
     "craftax:": Suite(craftax_check, make_craftax_env, "craftax"),
     "jumanji:": Suite(jumanji_check, make_jumanji_env, "jumanji"),
     "navix:": Suite(navix_check, make_navix_env, "navix"),

@@ -1,4 +1,5 @@
-"""The Brax adapter (`purejaxppo.envs.suites.brax`): gymnax 1.0 interface, episode ends against Brax's own wrapper, PPO runs.
+"""The Brax adapter (`purejaxppo.envs.suites.brax`): episode ends against Brax's own wrapper, the control range, PPO
+runs (shapes, auto-reset and the time limit: tests/envs/test_contract.py).
 
 Skipped when brax (the optional extra ``purejaxppo[brax]``) is not installed. Uses Brax's small inverted pendulum
 (obs 4, action 1; it terminates when the pole falls) with the cheap "positional" physics backend.
@@ -15,7 +16,7 @@ from brax.envs import get_environment  # noqa: E402
 from brax.envs.wrappers.training import EpisodeWrapper  # noqa: E402
 
 from purejaxppo import PPOConfig, evaluate, make_train  # noqa: E402
-from purejaxppo.envs.suites.brax import BraxEnvParams, make_brax_env  # noqa: E402
+from purejaxppo.envs.suites.brax import make_brax_env  # noqa: E402
 
 ENV = "inverted_pendulum"
 BACKEND = "positional"
@@ -54,26 +55,13 @@ def first_end(done: np.ndarray) -> int:
     return int(ends[0])
 
 
-@pytest.fixture(scope="module")
-def env_and_params():
-    return make_brax_env(ENV, episode_length=50, backend=BACKEND)
-
-
-def test_reset_and_step_shapes_and_spaces(env_and_params):
-    env, params = env_and_params
-    assert isinstance(params, BraxEnvParams) and params.max_steps_in_episode == 50
-    obs, state = env.reset(jax.random.key(0), params)
-    assert obs.shape == (4,) and obs.dtype == jnp.float32
-    assert int(state.time) == 0
-    action_space = env.action_space(params)
-    assert action_space.shape == (1,)
-    assert np.all(np.asarray(action_space.low) < np.asarray(action_space.high))
-    assert env.observation_space(params).shape == (4,)
-    obs, state, reward, terminated, truncated, info = env.step(jax.random.key(1), state, jnp.zeros(1), params)
-    assert obs.shape == (4,) and reward.shape == () and reward.dtype == jnp.float32
-    assert terminated.dtype == jnp.bool_ and truncated.dtype == jnp.bool_
-    assert info["final_observation"].shape == (4,)
-    assert int(state.time) == 1
+def test_action_space_is_the_actuators_control_range():
+    env, params = make_brax_env(ENV, backend=BACKEND)
+    ranges = np.asarray(env.brax_env.sys.actuator.ctrl_range).reshape(1, 2)
+    space = env.action_space(params)
+    np.testing.assert_array_equal(space.low, ranges[:, 0])
+    np.testing.assert_array_equal(space.high, ranges[:, 1])
+    assert ranges[0, 0] < ranges[0, 1] and params.max_steps_in_episode == 1000 and env.name == f"brax:{ENV}"
 
 
 def test_truncation_matches_brax_episode_wrapper():
@@ -104,24 +92,6 @@ def test_termination_matches_brax_and_is_not_truncation():
     assert first_end(b_done) == fall and b_trunc[fall] == 0.0
     _, (_, _, _, terminated, truncated) = our_trajectory(fall + 1, actions, key)
     assert bool(terminated[fall]) and not bool(truncated[fall])
-
-
-def test_auto_reset_keeps_final_observation(env_and_params):
-    """On the ending step, obs and state belong to a new episode and info keeps the terminal observation."""
-    env, _ = env_and_params
-    params = BraxEnvParams(max_steps_in_episode=3)
-    obs, state = env.reset(jax.random.key(0), params)
-    for t in range(3):
-        key = jax.random.key(100 + t)
-        prev_state = state
-        obs, state, _, terminated, truncated, info = env.step(key, state, jnp.zeros(1), params)
-    assert bool(truncated) and not bool(terminated)
-    pre_reset = env.brax_env.step(prev_state.brax_state, jnp.zeros(1)).obs
-    np.testing.assert_allclose(info["final_observation"], pre_reset, rtol=1e-6)
-    reset_obs, _ = env.reset(key, params)  # the new episode starts from the ending step's key
-    np.testing.assert_allclose(obs, reset_obs, rtol=1e-6)
-    assert not np.allclose(obs, info["final_observation"])
-    assert int(state.time) == 0
 
 
 def test_unknown_name_lists_environments():

@@ -1,5 +1,6 @@
-"""The Craftax adapter (`purejaxppo.envs.suites.craftax`): gymnax 1.0 interface, episode ends against craftax's own
-auto-resetting environment, PPO runs.
+"""The Craftax adapter (`purejaxppo.envs.suites.craftax`): episodes bit-identical to craftax's own auto-resetting
+environment, deaths as terminations, PPO runs (shapes, auto-reset and the time limit as such:
+tests/envs/test_contract.py).
 
 Skipped when craftax (the optional extra ``purejaxppo[craftax]``) is not installed. Uses Craftax-Classic with
 symbolic observations (1345 floats, 17 actions) and a short time limit (``max_timesteps``) so that episodes end within
@@ -20,8 +21,8 @@ from craftax.craftax_env import make_craftax_env_from_name  # noqa: E402
 
 from purejaxppo import PPOConfig, make_train  # noqa: E402
 from purejaxppo.configs import load_config, shipped_config_path  # noqa: E402
-from purejaxppo.envs.suites.craftax import CraftaxEnvParams, craftax_check, make_craftax_env  # noqa: E402
 from purejaxppo.envs import make_env  # noqa: E402
+from purejaxppo.envs.suites.craftax import craftax_check, make_craftax_env  # noqa: E402
 
 NAME = "Craftax-Classic-Symbolic-v1"
 OBS_DIM, NUM_ACTIONS = 1345, 17
@@ -59,10 +60,11 @@ def trajectories(env_and_params):
         def step(carry, k):
             ref_state, our_state, t = carry
             ref_state = ref_state.replace(player_health=_kill(ref_state.player_health, t == kill_at))
-            game = our_state.game.replace(player_health=_kill(our_state.game.player_health, t == kill_at))
+            game = our_state.suite_state
+            game = game.replace(player_health=_kill(game.player_health, t == kill_at))
             c_obs, ref_state, c_reward, c_done, _ = reference.step(k, ref_state, NOOP, game_params)
             obs, our_state, reward, terminated, truncated, info = env.step(
-                k, our_state.replace(game=game), NOOP, ours_params)
+                k, our_state.replace(suite_state=game), NOOP, ours_params)
             return (ref_state, our_state, t + 1), (
                 (c_obs, c_reward, c_done), (obs, info["final_observation"], reward, terminated, truncated))
 
@@ -73,23 +75,6 @@ def trajectories(env_and_params):
     kill_at, limit = (jnp.asarray(c, jnp.int32) for c in zip(*CASES))
     out = jax.jit(jax.vmap(run, in_axes=(None, 0, 0)))(jax.random.key(3), kill_at, limit)
     return jax.tree.map(np.asarray, out)
-
-
-def test_reset_and_step_shapes_and_spaces(env_and_params):
-    """Traced only (jax.eval_shape): nothing compiles here."""
-    env, params = env_and_params
-    assert isinstance(params, CraftaxEnvParams) and params.max_steps_in_episode == LIMIT
-    obs, state = jax.eval_shape(env.reset, jax.random.key(0), params)
-    assert obs.shape == (OBS_DIM,) and obs.dtype == jnp.float32
-    assert state.game.timestep.shape == ()
-    assert env.action_space(params).n == NUM_ACTIONS and env.num_actions == NUM_ACTIONS
-    assert env.observation_space(params).shape == (OBS_DIM,)
-    obs, state, reward, terminated, truncated, info = jax.eval_shape(
-        env.step, jax.random.key(1), state, jnp.int32(NOOP), params)
-    assert obs.shape == (OBS_DIM,) and obs.dtype == jnp.float32
-    assert reward.shape == () and reward.dtype == jnp.float32
-    assert terminated.dtype == jnp.bool_ and truncated.dtype == jnp.bool_ and terminated.shape == ()
-    assert info["final_observation"].shape == (OBS_DIM,)
 
 
 def test_truncation_matches_craftax_and_keeps_final_observation(trajectories):
@@ -135,7 +120,9 @@ def test_unknown_names_and_params_and_missing_extra(monkeypatch):
 def test_env_name_prefix_and_shipped_config():
     env = make_env(f"craftax:{NAME}", {"max_timesteps": 50})
     assert env.spec.obs_shape == (OBS_DIM,) and env.spec.discrete and env.spec.num_actions == NUM_ACTIONS
-    assert env.spec.max_steps_in_episode == 50
+    assert env.spec.max_steps_in_episode == 50 and env.params.game.max_timesteps == 50
+    space = env.wrapped.observation_space(env.params)
+    assert space.low == 0.0 and space.high == 1.0
     assert shipped_config_path(f"craftax:{NAME}").name == f"craftax_{NAME}.toml"
     config = load_config(f"craftax:{NAME}")
     assert config.env_name == f"craftax:{NAME}" and config.network == "gru"

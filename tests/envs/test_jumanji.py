@@ -1,5 +1,6 @@
-"""The Jumanji adapter (`purejaxppo.envs.suites.jumanji`): gymnax 1.0 interface, episode ends against Jumanji's own
-`AutoResetWrapper`, the action mask through purejaxppo's masked sampling, PPO runs.
+"""The Jumanji adapter (`purejaxppo.envs.suites.jumanji`): the flattened observation and actions, episode ends against
+Jumanji's own `AutoResetWrapper`, the action mask through purejaxppo's masked sampling, PPO runs (shapes, auto-reset and
+the time limit as such: tests/envs/test_contract.py).
 
 Skipped when jumanji (the optional extra ``purejaxppo[jumanji]``) is not installed. Uses Knapsack-v1 (50 items, a
 Discrete action over items with a mask of the items that still fit; it terminates when nothing fits or on an illegal
@@ -22,7 +23,8 @@ from jumanji.wrappers import AutoResetWrapper  # noqa: E402
 from purejaxppo import PPOConfig, evaluate, make_train  # noqa: E402
 from purejaxppo.configs import load_config  # noqa: E402
 from purejaxppo.envs import make_env  # noqa: E402
-from purejaxppo.envs.suites.jumanji import JumanjiEnvParams, flatten_observation, jumanji_check, make_jumanji_env  # noqa: E402
+from purejaxppo.envs.suites.base import SuiteParams  # noqa: E402
+from purejaxppo.envs.suites.jumanji import flatten_observation, jumanji_check, make_jumanji_env  # noqa: E402
 from purejaxppo.models.policies import make_policy  # noqa: E402
 from purejaxppo.training.rollout import collect, initial_rollout_state  # noqa: E402
 
@@ -71,16 +73,14 @@ def knapsack():
     return make_jumanji_env(KNAPSACK)
 
 
-def test_reset_and_step_shapes_spaces_and_mask(knapsack):
+def test_observation_layout_reward_and_mask(knapsack):
     env, params = knapsack
-    assert isinstance(params, JumanjiEnvParams) and params.max_steps_in_episode == 1000  # Knapsack has no time_limit
+    assert params.max_steps_in_episode == 1000  # Knapsack has no time_limit
     obs, state = env.reset(jax.random.key(0), params)
-    assert obs.shape == (200,) and obs.dtype == jnp.float32  # weights, values, packed_items, action_mask (50 each)
-    assert env.action_space(params).n == 50 and env.observation_space(params).shape == (200,)
-    assert env.action_mask(state, params).shape == (50,) and bool(env.action_mask(state, params).all())
+    assert obs.shape == (200,)  # weights, values, packed_items, action_mask (50 each)
+    assert env.action_space(params).n == 50 and bool(env.action_mask(state, params).all())
     np.testing.assert_array_equal(obs[150:], env.action_mask(state, params).astype(np.float32))  # order documented
     obs, state, reward, terminated, truncated, info = env.step(jax.random.key(1), state, 3, params)
-    assert obs.shape == (200,) and reward.shape == () and reward.dtype == jnp.float32
     assert float(reward) == pytest.approx(float(info["final_observation"][50 + 3]))  # item 3's value
     assert not bool(env.action_mask(state, params)[3]) and int(state.time) == 1
     assert not bool(terminated) and not bool(truncated)
@@ -125,30 +125,12 @@ def test_jumanji_time_limit_truncation_matches_jumanji():
 def test_adapter_time_limit_truncates_where_jumanji_goes_on(knapsack):
     """`max_steps_in_episode` is the adapter's own time limit: a truncation while Jumanji's episode is still MID."""
     env, _ = knapsack
-    params = JumanjiEnvParams(max_steps_in_episode=3)
+    params = SuiteParams(max_steps_in_episode=3)
     actions, key = np.asarray([0, 5, 10, 15, 20, 25], np.int32), jax.random.key(4)
     _, _, _, j_type, _ = jumanji_trajectory(env.jumanji_env, actions, key)
     assert not (np.asarray(j_type[:3]) == StepType.LAST).any()
     _, _, (_, _, _, terminated, truncated, _) = our_trajectory(env, params, actions, key)
     assert first_end(truncated) == 2 and not np.asarray(terminated[:3]).any()
-
-
-def test_auto_reset_keeps_final_observation(knapsack):
-    """On the ending step, obs, mask and state belong to a new episode and info keeps the terminal observation."""
-    env, _ = knapsack
-    params = JumanjiEnvParams(max_steps_in_episode=2)
-    obs, state = env.reset(jax.random.key(0), params)
-    for t in range(2):
-        key = jax.random.key(100 + t)
-        prev_state = state
-        obs, state, _, terminated, truncated, info = env.step(key, state, t, params)
-    assert bool(truncated) and not bool(terminated)
-    pre_reset = env.jumanji_env.step(prev_state.jumanji_state, jnp.int32(1))[1].observation
-    np.testing.assert_allclose(info["final_observation"], flatten_observation(pre_reset), rtol=1e-6)
-    reset_obs, reset_state = env.reset(key, params)  # the new episode starts from the ending step's key
-    np.testing.assert_allclose(obs, reset_obs, rtol=1e-6)
-    assert not np.allclose(obs, info["final_observation"])
-    assert int(state.time) == 0 and bool(state.mask.all())
 
 
 def test_masked_rollout_never_picks_an_illegal_action():
@@ -171,7 +153,7 @@ def test_masked_rollout_never_picks_an_illegal_action():
 
 
 def test_unknown_name_and_missing_extra(monkeypatch):
-    with pytest.raises(ValueError, match="not a registered Jumanji environment; registered: .*Knapsack-v1"):
+    with pytest.raises(ValueError, match="not a Jumanji environment; registered: .*Knapsack-v1"):
         jumanji_check("NoSuchGame-v0")
     with pytest.raises(ValueError, match="registered: .*Snake-v1"):
         make_env("jumanji:NoSuchGame-v0")

@@ -1,5 +1,6 @@
-"""The MuJoCo Playground adapter (`purejaxppo.envs.suites.playground`): gymnax 1.0 interface, episode ends against Brax's
-own `EpisodeWrapper` (the one Playground's PPO training wraps its environments in), PPO runs.
+"""The MuJoCo Playground adapter (`purejaxppo.envs.suites.playground`): episode ends against Brax's own `EpisodeWrapper`
+(the one Playground's PPO training wraps its environments in), the task's time limit and control range, PPO runs
+(shapes, auto-reset and the time limit as such: tests/envs/test_contract.py).
 
 Skipped when playground (the optional extra ``purejaxppo[playground]``) is not installed. Uses the DM Control Suite's
 CartpoleBalance (obs 5, action 1, XML shipped inside the package so nothing is downloaded) on MJX's JAX implementation.
@@ -21,7 +22,8 @@ from mujoco_playground import registry  # noqa: E402
 
 from purejaxppo import PPOConfig, make_train  # noqa: E402
 from purejaxppo.envs import make_env  # noqa: E402
-from purejaxppo.envs.suites.playground import PlaygroundEnvParams, make_playground_env  # noqa: E402
+from purejaxppo.envs.suites.base import SuiteParams  # noqa: E402
+from purejaxppo.envs.suites.playground import make_playground_env  # noqa: E402
 
 ENV = "CartpoleBalance"
 LENGTH = 8  # the time limit of the reference trajectories
@@ -50,22 +52,20 @@ def reference():
 @pytest.fixture(scope="module")
 def ours(env_and_params):
     """The adapter on the same actions, first episode from the same reset key, step t with key fold_in(key, t):
-    obs, final obs, reward, terminated, truncated, and the obs a reset from each step's key gives [T]."""
+    obs, final obs, reward, terminated, truncated [T]."""
     env, _ = env_and_params
 
     def step(carry, action):
         state, t, key, params = carry
-        step_key = jax.random.fold_in(key, t)
-        obs, state, reward, terminated, truncated, info = env.step(step_key, state, action, params)
-        reset_obs = env.reset(step_key, params)[0]
-        return (state, t + 1, key, params), (obs, info["final_observation"], reward, terminated, truncated, reset_obs)
+        obs, state, reward, terminated, truncated, info = env.step(jax.random.fold_in(key, t), state, action, params)
+        return (state, t + 1, key, params), (obs, info["final_observation"], reward, terminated, truncated)
 
     def run(key, actions, params):
         state = env.reset(key, params)[1]
         return jax.lax.scan(step, (state, 0, key, params), actions)[1]
 
     run = jax.jit(run)
-    return lambda key, actions, length=LENGTH: run(key, jnp.asarray(actions), PlaygroundEnvParams(length))
+    return lambda key, actions: run(key, jnp.asarray(actions), SuiteParams(LENGTH))
 
 
 def first_end(done) -> int:
@@ -74,46 +74,29 @@ def first_end(done) -> int:
     return int(ends[0])
 
 
-def test_reset_and_step_shapes_and_spaces(env_and_params):
+def test_time_limit_and_control_range(env_and_params):
     env, params = env_and_params
-    assert env.name == f"playground:{ENV}"
-    assert isinstance(params, PlaygroundEnvParams) and params.max_steps_in_episode == LENGTH
+    assert env.name == f"playground:{ENV}" and params.max_steps_in_episode == LENGTH
     assert make_playground_env(ENV)[1].max_steps_in_episode == 1000  # the task's own config.episode_length
-    obs, state = jax.eval_shape(env.reset, jax.random.key(0), params)
-    assert obs.shape == (5,) and obs.dtype == jnp.float32 and state.time.shape == ()
     action_space = env.action_space(params)
-    assert action_space.shape == (1,)
-    np.testing.assert_array_equal(action_space.low, [-1.0]) and np.testing.assert_array_equal(action_space.high, [1.0])
-    assert env.observation_space(params).shape == (5,)
-    obs, _, reward, terminated, truncated, info = jax.eval_shape(env.step, jax.random.key(1), state, jnp.zeros(1),
-                                                                 params)
-    assert obs.shape == (5,) and reward.shape == () and reward.dtype == jnp.float32
-    assert terminated.dtype == jnp.bool_ and truncated.dtype == jnp.bool_
-    assert info["final_observation"].shape == (5,)
+    np.testing.assert_array_equal(action_space.low, [-1.0])
+    np.testing.assert_array_equal(action_space.high, [1.0])
     spec = make_env(f"playground:{ENV}", {"episode_length": LENGTH}).spec  # through the registry of suites
     assert spec.obs_shape == (5,) and not spec.discrete and spec.max_steps_in_episode == LENGTH
 
 
-def test_truncation_matches_episode_wrapper_and_keeps_final_observation(reference, ours):
-    """Zero force for LENGTH steps: a time-limit end, flagged as truncation exactly as Brax's wrapper does; the
-    ending step's obs already belongs to a new episode reset from that step's key, and info keeps the last obs."""
+def test_truncation_matches_episode_wrapper(reference, ours):
+    """Zero force for LENGTH steps: a time-limit end, flagged as truncation exactly as Brax's wrapper does, with its
+    observations (the final one before the reset) and rewards."""
     actions, key = np.zeros((T, 1), np.float32), jax.random.key(3)
     b_obs, b_reward, b_done, b_trunc = reference(key, actions)
-    obs, final_obs, reward, terminated, truncated, reset_obs = ours(key, actions)
+    _, final_obs, reward, terminated, truncated = ours(key, actions)
     end = first_end(b_done)
     assert end == LENGTH - 1 and b_trunc[end] == 1.0  # the premise: Brax itself calls this a truncation
     np.testing.assert_array_equal(np.asarray(truncated[: end + 1]), np.asarray(b_trunc[: end + 1]) > 0)
     assert not np.asarray(terminated[: end + 1]).any()
     np.testing.assert_allclose(final_obs[: end + 1], b_obs[: end + 1], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(reward[: end + 1], b_reward[: end + 1], rtol=1e-6)
-    np.testing.assert_allclose(obs[:end], final_obs[:end])  # no reset before the end
-    np.testing.assert_allclose(obs[end], reset_obs[end], rtol=1e-6)  # the new episode, from the ending step's key
-    assert not np.allclose(obs[end], final_obs[end])
-    assert not np.asarray(truncated[end + 1:]).any()  # the next episode's clock restarted at 0
-
-    # A longer time limit through params (no recompilation): no end within T steps.
-    _, _, _, terminated, truncated, _ = ours(key, actions, length=1000)
-    assert not np.asarray(terminated).any() and not np.asarray(truncated).any()
 
 
 def test_termination_matches_episode_wrapper_and_is_not_truncation(reference, ours):
@@ -125,7 +108,7 @@ def test_termination_matches_episode_wrapper_and_is_not_truncation(reference, ou
         actions[fall] = np.nan
         _, _, b_done, b_trunc = reference(key, actions)
         assert first_end(b_done) == fall and b_trunc[fall] == 0.0
-        obs, _, _, terminated, truncated, _ = ours(key, actions)
+        obs, _, _, terminated, truncated = ours(key, actions)
         assert first_end(terminated) == fall and not np.asarray(truncated[: fall + 1]).any()
         assert np.all(np.isfinite(obs[fall]))  # the next episode starts from a clean reset
 

@@ -4,9 +4,9 @@
     env, env_params = make_brax_env("hopper", episode_length=1000, backend="positional")
 
 `make_brax_env` wraps the bare environment from ``brax.envs.get_environment`` (none of Brax's training wrappers: no
-`EpisodeWrapper`, no `AutoResetWrapper`, no `VmapWrapper`) as a `BraxGymnaxEnv`:
+`EpisodeWrapper`, no `AutoResetWrapper`, no `VmapWrapper`) as a `BraxEnv` (on `purejaxppo.envs.suites.base.SuiteEnv`):
 
-* ``reset(key, params) -> (obs [obs_dim], BraxEnvState)``
+* ``reset(key, params) -> (obs [obs_dim], SuiteState)``, ``state.suite_state`` Brax's `State`
 * ``step(key, state, action, params) -> (obs, state, reward, terminated, truncated, info)``, one environment
   (batch with `jax.vmap`, as for any gymnax environment).
 
@@ -31,109 +31,40 @@ when the environment has none); purejaxppo clips the Gaussian's samples into it 
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import struct
-from gymnax.environments import environment, spaces
+from gymnax.environments import spaces
 
-from purejaxppo.extras import import_extra
+from purejaxppo.envs.suites.base import (Reset, SuiteEnv, SuiteParams, Transition, built, check_time_limit,
+                                         import_suite, python_numbers_as_float32)
 
 DEFAULT_EPISODE_LENGTH = 1000
 
 
-@struct.dataclass
-class BraxEnvParams:
-    """max_steps_in_episode: the time limit; reaching it truncates the episode (Brax's `episode_length`)."""
-
-    max_steps_in_episode: int = DEFAULT_EPISODE_LENGTH
-
-
-@struct.dataclass
-class BraxEnvState:
-    """brax_state: Brax's `State` of the current episode. time: [] int32, steps taken in the current episode."""
-
-    brax_state: Any
-    time: jax.Array
-
-
-class BraxGymnaxEnv(environment.Environment):
+class BraxEnv(SuiteEnv):
     """One Brax environment with gymnax 1.0's `reset`/`step` (see the module docstring for the episode semantics)."""
 
+    prefix = "brax"
+
     def __init__(self, brax_env, name: str, episode_length: int = DEFAULT_EPISODE_LENGTH):
-        if not isinstance(episode_length, int) or isinstance(episode_length, bool) or episode_length < 1:
-            raise ValueError(f"episode_length must be an integer >= 1, got {episode_length!r}")
-        self.brax_env = brax_env
-        self._name = name
-        self._episode_length = episode_length
+        params = SuiteParams(check_time_limit(episode_length, "episode_length"))
         size = brax_env.observation_size
         if not isinstance(size, int):
             raise ValueError(f"brax:{name} has structured observations {size!r}; only flat vectors are supported")
-        self._obs_size = size
-        self._action_size = int(brax_env.action_size)
-        self._action_low, self._action_high = _control_range(brax_env, self._action_size)
+        self.brax_env = brax_env
+        action_size = int(brax_env.action_size)
+        low, high = _control_range(brax_env, action_size)
+        super().__init__(name, (size,), spaces.Box(low, high, (action_size,), jnp.float32), params)
 
-    @property
-    def name(self) -> str:
-        return f"brax:{self._name}"
+    def suite_reset(self, key: jax.Array, params: SuiteParams) -> Reset:
+        brax_state = python_numbers_as_float32(self.brax_env.reset(key))
+        return Reset(brax_state, brax_state.obs)
 
-    @property
-    def default_params(self) -> BraxEnvParams:
-        return BraxEnvParams(max_steps_in_episode=self._episode_length)
-
-    @partial(jax.jit, static_argnames=("self",))
-    def reset(self, key: jax.Array, params: BraxEnvParams | None = None) -> tuple[jax.Array, BraxEnvState]:
-        """A new episode: ``(obs [obs_dim] float32, state)``."""
-        brax_state = self.brax_env.reset(key)
-        return _obs(brax_state), BraxEnvState(_as_arrays(brax_state), jnp.zeros((), jnp.int32))
-
-    @partial(jax.jit, static_argnames=("self",))
-    def step(self, key: jax.Array, state: BraxEnvState, action: jax.Array, params: BraxEnvParams | None = None):
-        """One step with auto-reset; returns ``(obs, state, reward, terminated, truncated, info)``.
-
-        action: [action_dim]. reward: [] float32. terminated, truncated: [] bool (never both).
-        info: Brax's metrics of the step and "final_observation" (the pre-reset observation [obs_dim]).
-        """
-        params = self.default_params if params is None else params
-        next_brax = _as_arrays(self.brax_env.step(state.brax_state, action))
-        time = state.time + 1
-        terminated = next_brax.done > 0.5
-        truncated = jnp.logical_and(time >= params.max_steps_in_episode, ~terminated)
-        done = terminated | truncated
-        reset_obs, reset_state = self.reset(key, params)
-        stepped = BraxEnvState(next_brax, time)
-        if jax.tree.structure(reset_state) != jax.tree.structure(stepped):
-            raise ValueError(
-                f"brax:{self._name}: the state after step has a different structure from the state after reset, "
-                "so the episode cannot be auto-reset by selection"
-            )
-        final_obs = _obs(next_brax)
-        select = lambda a, b: jnp.where(done, a, b.astype(a.dtype))  # noqa: E731
-        new_state = jax.tree.map(select, reset_state, stepped)
-        info = {**next_brax.metrics, "final_observation": final_obs}
-        return select(reset_obs, final_obs), new_state, next_brax.reward.astype(jnp.float32), terminated, truncated, info
-
-    def action_space(self, params: BraxEnvParams | None = None) -> spaces.Box:
-        return spaces.Box(self._action_low, self._action_high, (self._action_size,), jnp.float32)
-
-    def observation_space(self, params: BraxEnvParams | None = None) -> spaces.Box:
-        return spaces.Box(-jnp.inf, jnp.inf, (self._obs_size,), jnp.float32)
-
-    @property
-    def num_actions(self) -> int:
-        return self._action_size
-
-
-def _as_arrays(brax_state):
-    """Brax's state with Python-number leaves (e.g. some metrics) as float32 arrays, so reset and step states match."""
-    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32) if isinstance(x, (int, float)) else x, brax_state)
-
-
-def _obs(brax_state) -> jax.Array:
-    return jnp.asarray(brax_state.obs, jnp.float32)
+    def suite_step(self, key: jax.Array, suite_state, action: jax.Array, params: SuiteParams) -> Transition:
+        """Brax's step: terminated is its ``done``, info its metrics."""
+        brax_state = python_numbers_as_float32(self.brax_env.step(suite_state, action))
+        return Transition(brax_state, brax_state.obs, brax_state.reward, brax_state.done > 0.5, info=brax_state.metrics)
 
 
 def _control_range(brax_env, action_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -145,8 +76,7 @@ def _control_range(brax_env, action_size: int) -> tuple[np.ndarray, np.ndarray]:
     return ranges[:, 0], ranges[:, 1]
 
 
-def make_brax_env(name: str, episode_length: int = DEFAULT_EPISODE_LENGTH, **kwargs) -> tuple[BraxGymnaxEnv,
-                                                                                            BraxEnvParams]:
+def make_brax_env(name: str, episode_length: int = DEFAULT_EPISODE_LENGTH, **kwargs) -> tuple[BraxEnv, SuiteParams]:
     """A Brax environment adapted to gymnax 1.0's interface, and its default params.
 
     Args:
@@ -157,22 +87,10 @@ def make_brax_env(name: str, episode_length: int = DEFAULT_EPISODE_LENGTH, **kwa
     Raises:
       ValueError: brax is not installed, or `name` is not a Brax environment (the registered names are listed).
     """
-    brax_envs = brax_envs_module(name)
-    # Concrete arrays even when called inside a trace (`evaluate` under `jax.jit` builds its environment there):
-    # Brax computes the system's constants with jnp, and the adapter reads the control range with NumPy.
-    with jax.ensure_compile_time_eval():
-        env = BraxGymnaxEnv(brax_envs.get_environment(name, **kwargs), name, episode_length)
-    return env, env.default_params
+    brax_envs = brax_check(name)
+    return built(lambda: BraxEnv(brax_envs.get_environment(name, **kwargs), name, episode_length))
 
 
-def brax_envs_module(name: str):
-    """``brax.envs``, after checking that brax is installed and that `name` is one of its environments.
-
-    Raises:
-      ValueError: brax is not installed, or `name` is not a Brax environment (the registered names are listed).
-    """
-    brax_envs = import_extra("brax.envs", f"brax:{name}", "brax")
-    registered = sorted(getattr(brax_envs, "_envs", {}))
-    if registered and name not in registered:
-        raise ValueError(f"'{name}' is not a Brax environment; registered: {', '.join(registered)}")
-    return brax_envs
+def brax_check(name: str):
+    """``brax.envs``, once brax is installed and `name` is one of its environments (else `import_suite`'s error)."""
+    return import_suite("brax", name, "brax.envs", lambda envs: sorted(getattr(envs, "_envs", {})), "Brax")

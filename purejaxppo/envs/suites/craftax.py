@@ -4,15 +4,16 @@
     env, env_params = make_craftax_env("Craftax-Classic-Symbolic-v1", max_timesteps=10_000)
 
 `make_craftax_env` wraps craftax's environment *without* auto-reset (``craftax.craftax_env.make_craftax_env_from_name
-(name, auto_reset=False)``; none of craftax's or its baselines' reset wrappers) as a `CraftaxGymnaxEnv`:
+(name, auto_reset=False)``; none of craftax's or its baselines' reset wrappers) as a `CraftaxEnv` (on
+`purejaxppo.envs.suites.base.SuiteEnv`):
 
-* ``reset(key, params) -> (obs, CraftaxEnvState)``
+* ``reset(key, params) -> (obs, SuiteState)``, ``state.suite_state`` craftax's ``EnvState``
 * ``step(key, state, action, params) -> (obs, state, reward, terminated, truncated, info)``, one environment
   (batch with `jax.vmap`, as for any gymnax environment).
 
-Episode ends, kept apart as PPO needs them (``purejaxppo.core.gae`` bootstraps truncations and not terminations). Craftax
-has one ``done`` (``is_game_over``): the time limit (``state.timestep >= params.max_timesteps``) or the end of the game
-(the player died, or stood in lava in Classic, or beat the final boss in Craftax). Here
+Episode ends, kept apart as PPO needs them (``purejaxppo.core.gae`` bootstraps truncations and not terminations).
+Craftax has one ``done`` (``is_game_over``): the time limit (``state.timestep >= params.max_timesteps``) or the end of
+the game (the player died, or stood in lava in Classic, or beat the final boss in Craftax). Here
 
 * ``terminated`` is the end of the game: craftax's own ``is_terminal`` with the time limit taken out;
 * ``truncated`` is the time limit reached on a step that did not end the game (so a death on the time limit's step
@@ -34,15 +35,12 @@ Params: `CraftaxEnvParams` holds craftax's own ``EnvParams`` (``params.game``); 
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 from flax import struct
-from gymnax.environments import environment, spaces
 
-from purejaxppo.extras import import_extra
+from purejaxppo.envs.suites.base import Reset, SuiteEnv, Transition, built, check_time_limit, import_suite
 
 # The environments make_craftax_env_from_name builds without auto-reset (craftax 1.x).
 CRAFTAX_NAMES = (
@@ -66,76 +64,33 @@ class CraftaxEnvParams:
         return self.game.max_timesteps
 
 
-@struct.dataclass
-class CraftaxEnvState:
-    """game: craftax's ``EnvState`` of the current episode (its ``timestep`` counts the episode's steps)."""
-
-    game: Any
-
-
-class CraftaxGymnaxEnv(environment.Environment):
+class CraftaxEnv(SuiteEnv):
     """One Craftax environment with gymnax 1.0's `reset`/`step` (see the module docstring for the episode semantics)."""
+
+    prefix = "craftax"
 
     def __init__(self, craftax_env, name: str, game_params):
         self.craftax_env = craftax_env
-        self._name = name
-        self._game_params = game_params
-        space = craftax_env.observation_space(game_params)
-        self._obs_shape = tuple(int(n) for n in space.shape)
-        self._num_actions = int(craftax_env.action_space(game_params).n)
+        super().__init__(name, craftax_env.observation_space(game_params).shape, craftax_env.action_space(game_params),
+                         CraftaxEnvParams(game=game_params), obs_low=0.0, obs_high=1.0)
 
-    @property
-    def name(self) -> str:
-        return f"craftax:{self._name}"
+    def split_step_key(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(key_step, key_reset)``, as craftax's `EnvironmentAutoReset.step` splits it."""
+        key_step, key_reset = jax.random.split(key)
+        return key_step, key_reset
 
-    @property
-    def default_params(self) -> CraftaxEnvParams:
-        return CraftaxEnvParams(game=self._game_params)
-
-    @partial(jax.jit, static_argnames=("self",))
-    def reset(self, key: jax.Array, params: CraftaxEnvParams | None = None) -> tuple[jax.Array, CraftaxEnvState]:
-        """A new world: ``(obs float32, state)``."""
-        params = self.default_params if params is None else params
+    def suite_reset(self, key: jax.Array, params: CraftaxEnvParams) -> Reset:
         obs, game_state = self.craftax_env.reset_env(key, params.game)
-        return _obs(obs), CraftaxEnvState(game_state)
+        return Reset(game_state, obs)
 
-    @partial(jax.jit, static_argnames=("self",))
-    def step(self, key: jax.Array, state: CraftaxEnvState, action: jax.Array, params: CraftaxEnvParams | None = None):
-        """One step with auto-reset; returns ``(obs, state, reward, terminated, truncated, info)``.
-
-        action: [] int. reward: [] float32. terminated, truncated: [] bool (never both).
-        info: craftax's metrics of the step and "final_observation" (the pre-reset observation).
-        """
-        params = self.default_params if params is None else params
-        key_step, key_reset = jax.random.split(key)  # as craftax's EnvironmentAutoReset.step splits it
-        obs_step, next_game, reward, done, info = self.craftax_env.step_env(key_step, state.game, action, params.game)
-        terminated = jnp.asarray(self.craftax_env.is_terminal(next_game, params.game.replace(max_timesteps=_NEVER)))
-        done = jnp.asarray(done, bool)
-        truncated = done & ~terminated
-        reset_obs, reset_game = self.craftax_env.reset_env(key_reset, params.game)
-        final_obs = _obs(obs_step)
-        select = lambda a, b: jnp.where(done, a, jnp.asarray(b).astype(jnp.asarray(a).dtype))  # noqa: E731
-        new_state = CraftaxEnvState(jax.tree.map(select, reset_game, next_game))
-        info = {**info, "final_observation": final_obs}
-        return select(_obs(reset_obs), final_obs), new_state, jnp.asarray(reward, jnp.float32), terminated, \
-            truncated, info
-
-    def action_space(self, params: CraftaxEnvParams | None = None) -> spaces.Discrete:
-        return spaces.Discrete(self._num_actions)
-
-    def observation_space(self, params: CraftaxEnvParams | None = None) -> spaces.Box:
-        return spaces.Box(0.0, 1.0, self._obs_shape, jnp.float32)
-
-    @property
-    def num_actions(self) -> int:
-        return self._num_actions
+    def suite_step(self, key: jax.Array, suite_state, action: jax.Array, params: CraftaxEnvParams) -> Transition:
+        """craftax's step: its ``done`` without the time limit is the termination; info: craftax's metrics."""
+        obs, game_state, reward, done, info = self.craftax_env.step_env(key, suite_state, action, params.game)
+        terminated = self.craftax_env.is_terminal(game_state, params.game.replace(max_timesteps=_NEVER))
+        return Transition(game_state, obs, reward, terminated, truncated=done, info=info)
 
 
-def _obs(obs) -> jax.Array:
-    return jnp.asarray(obs, jnp.float32)
-
-
-def make_craftax_env(name: str, **kwargs) -> tuple[CraftaxGymnaxEnv, CraftaxEnvParams]:
+def make_craftax_env(name: str, **kwargs) -> tuple[CraftaxEnv, CraftaxEnvParams]:
     """A Craftax environment adapted to gymnax 1.0's interface, and its default params.
 
     Args:
@@ -147,25 +102,18 @@ def make_craftax_env(name: str, **kwargs) -> tuple[CraftaxGymnaxEnv, CraftaxEnvP
       ValueError: craftax is not installed, `name` is not a Craftax environment (the names are listed), or a key of
         `kwargs` is not a field of craftax's ``EnvParams`` (the fields are listed).
     """
-    craftax_check(name)
-    from craftax.craftax_env import make_craftax_env_from_name  # the optional extra
-
-    craftax_env = make_craftax_env_from_name(name, auto_reset=False)
+    craftax_env = craftax_check(name).make_craftax_env_from_name(name, auto_reset=False)
     game_params = craftax_env.default_params
     fields = list(getattr(game_params, "__dataclass_fields__", {}))
     unknown = sorted(set(kwargs) - set(fields))
     if unknown:
         raise ValueError(f"craftax:{name} has no env param(s) {unknown}; craftax's EnvParams has {fields}")
     game_params = game_params.replace(**kwargs)
-    max_timesteps = game_params.max_timesteps
-    if not isinstance(max_timesteps, int) or isinstance(max_timesteps, bool) or max_timesteps < 1:
-        raise ValueError(f"max_timesteps must be an integer >= 1, got {max_timesteps!r}")
-    env = CraftaxGymnaxEnv(craftax_env, name, game_params)
-    return env, env.default_params
+    check_time_limit(game_params.max_timesteps, "max_timesteps")
+    return built(lambda: CraftaxEnv(craftax_env, name, game_params))
 
 
-def craftax_check(name: str) -> None:
-    """Raise a ValueError if craftax is not installed or `name` is not one of its environments (listed)."""
-    import_extra("craftax.craftax_env", f"craftax:{name}", "craftax")
-    if name not in CRAFTAX_NAMES:
-        raise ValueError(f"'{name}' is not a Craftax environment; registered: {', '.join(CRAFTAX_NAMES)}")
+def craftax_check(name: str):
+    """``craftax.craftax_env``, once craftax is installed and `name` is one of its environments (else
+    `import_suite`'s error)."""
+    return import_suite("craftax", name, "craftax.craftax_env", lambda _: CRAFTAX_NAMES, "Craftax")

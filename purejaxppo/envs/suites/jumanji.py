@@ -4,9 +4,10 @@
     env, env_params = make_jumanji_env("Knapsack-v1")            # kwargs go to jumanji.make
 
 `make_jumanji_env` wraps the bare environment from ``jumanji.make`` (none of Jumanji's wrappers: no
-`AutoResetWrapper`, no `VmapWrapper`) as a `JumanjiGymnaxEnv`:
+`AutoResetWrapper`, no `VmapWrapper`) as a `JumanjiEnv` (on `purejaxppo.envs.suites.base.SuiteEnv`):
 
-* ``reset(key, params) -> (obs [obs_dim] float32, JumanjiEnvState)``
+* ``reset(key, params) -> (obs [obs_dim] float32, SuiteState)``, ``state.suite_state`` Jumanji's state and
+  ``state.mask`` the legal actions
 * ``step(key, state, action, params) -> (obs, state, reward, terminated, truncated, info)``, one environment
   (batch with `jax.vmap`, as for any gymnax environment).
 * ``action_mask(state, params) -> bool[num_actions]``: the legal actions in `state` (Jumanji's
@@ -43,36 +44,17 @@ Reward: float32; a per-agent reward (shape [k]) is summed.
 from __future__ import annotations
 
 import math
-from functools import partial
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import struct
-from gymnax.environments import environment, spaces
+from gymnax.environments import spaces
 
-from purejaxppo.extras import import_extra
+from purejaxppo.envs.suites.base import Reset, SuiteEnv, SuiteParams, Transition, built, check_time_limit, import_suite
 
 DEFAULT_MAX_STEPS = 1000  # the time limit of environments without their own `time_limit`
 MAX_FLAT_ACTIONS = 4096  # a MultiDiscrete action space is flattened only up to this many joint actions
 LAST = 2  # jumanji.types.StepType.LAST
-
-
-@struct.dataclass
-class JumanjiEnvParams:
-    """max_steps_in_episode: the adapter's time limit; reaching it truncates the episode."""
-
-    max_steps_in_episode: int = DEFAULT_MAX_STEPS
-
-
-@struct.dataclass
-class JumanjiEnvState:
-    """jumanji_state: Jumanji's state. mask: bool[num_actions] legal actions now. time: [] int32 steps this episode."""
-
-    jumanji_state: Any
-    mask: jax.Array
-    time: jax.Array
 
 
 def flatten_observation(observation) -> jax.Array:
@@ -80,50 +62,28 @@ def flatten_observation(observation) -> jax.Array:
     return jnp.concatenate([jnp.ravel(jnp.asarray(leaf)).astype(jnp.float32) for leaf in jax.tree.leaves(observation)])
 
 
-class JumanjiGymnaxEnv(environment.Environment):
+class JumanjiEnv(SuiteEnv):
     """One Jumanji environment with gymnax 1.0's `reset`/`step` (see the module docstring for the semantics)."""
+
+    prefix = "jumanji"
 
     def __init__(self, jumanji_env, name: str, max_steps_in_episode: int | None = None):
         if max_steps_in_episode is None:
             max_steps_in_episode = int(getattr(jumanji_env, "time_limit", None) or DEFAULT_MAX_STEPS)
-        if not isinstance(max_steps_in_episode, int) or isinstance(max_steps_in_episode, bool) \
-                or max_steps_in_episode < 1:
-            raise ValueError(f"max_steps_in_episode must be an integer >= 1, got {max_steps_in_episode!r}")
+        params = SuiteParams(check_time_limit(max_steps_in_episode, "max_steps_in_episode"))
         self.jumanji_env = jumanji_env
-        self._name = name
-        self._max_steps = max_steps_in_episode
         self._action_shape = _action_components(jumanji_env.action_spec, name)  # [n_1, ..., n_k]; k=0: Discrete
-        self._num_actions = int(np.prod(self._action_shape)) if self._action_shape else \
-            int(jumanji_env.action_spec.num_values)
+        num_actions = math.prod(self._action_shape) if self._action_shape else int(jumanji_env.action_spec.num_values)
         _, timestep = jax.eval_shape(jumanji_env.reset, jax.random.key(0))
-        self._obs_size = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(timestep.observation))
+        obs_size = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(timestep.observation))
         mask = getattr(timestep.observation, "action_mask", None)
-        self._mask_kind = self._mask_kind_of(None if mask is None else tuple(mask.shape))
-        if self._mask_kind is not None:
-            self.action_mask = self._action_mask  # only environments with a mask have the method (envs.py checks)
+        self._mask_kind = _mask_kind(None if mask is None else tuple(mask.shape), self._action_shape, num_actions, name)
+        super().__init__(name, (obs_size,), spaces.Discrete(num_actions), params, masked=self._mask_kind is not None)
 
-    def _mask_kind_of(self, shape):
-        if shape is None:
-            return None
-        if shape == (self._num_actions,) or (self._action_shape and shape == tuple(self._action_shape)):
-            return "flat"
-        if self._action_shape and shape == (len(self._action_shape), max(self._action_shape)):
-            return "components"
-        raise ValueError(f"jumanji:{self._name}: action_mask of shape {shape} does not match the action space "
-                         f"({self._action_shape or self._num_actions})")
-
-    @property
-    def name(self) -> str:
-        return f"jumanji:{self._name}"
-
-    @property
-    def default_params(self) -> JumanjiEnvParams:
-        return JumanjiEnvParams(max_steps_in_episode=self._max_steps)
-
-    def _mask(self, observation) -> jax.Array:
-        """bool[num_actions] legal (flat) actions of `observation` (all True without a mask)."""
+    def _mask(self, observation) -> jax.Array | None:
+        """bool[num_actions] legal (flat) actions of `observation`; None for an environment without a mask."""
         if self._mask_kind is None:
-            return jnp.ones((self._num_actions,), bool)
+            return None
         mask = jnp.asarray(observation.action_mask, bool)
         if self._mask_kind == "flat":
             return mask.reshape(-1)
@@ -139,55 +99,32 @@ class JumanjiGymnaxEnv(environment.Environment):
             return action
         return jnp.stack(jnp.unravel_index(action, tuple(self._action_shape))).astype(jnp.int32)
 
-    @partial(jax.jit, static_argnames=("self",))
-    def reset(self, key: jax.Array, params: JumanjiEnvParams | None = None) -> tuple[jax.Array, JumanjiEnvState]:
-        """A new episode: ``(obs [obs_dim] float32, state)``."""
+    def suite_reset(self, key: jax.Array, params: SuiteParams) -> Reset:
         jumanji_state, timestep = self.jumanji_env.reset(key)
-        state = JumanjiEnvState(jumanji_state, self._mask(timestep.observation), jnp.zeros((), jnp.int32))
-        return flatten_observation(timestep.observation), state
+        return Reset(jumanji_state, flatten_observation(timestep.observation), self._mask(timestep.observation))
 
-    @partial(jax.jit, static_argnames=("self",))
-    def step(self, key: jax.Array, state: JumanjiEnvState, action: jax.Array, params: JumanjiEnvParams | None = None):
-        """One step with auto-reset; returns ``(obs, state, reward, terminated, truncated, info)``.
-
-        action: [] int (the flat index). reward: [] float32. terminated, truncated: [] bool (never both).
-        info: "final_observation" (the pre-reset observation [obs_dim]) and "discount" (Jumanji's, reduced by max).
-        """
-        params = self.default_params if params is None else params
-        next_jumanji, timestep = self.jumanji_env.step(state.jumanji_state, self._action(action))
-        time = state.time + 1
+    def suite_step(self, key: jax.Array, suite_state, action: jax.Array, params: SuiteParams) -> Transition:
+        """Jumanji's step: LAST with discount 0 terminates, with a discount > 0 truncates; the reward is summed over
+        agents; info: "discount" (Jumanji's, reduced by max)."""
+        jumanji_state, timestep = self.jumanji_env.step(suite_state, self._action(action))
         last = jnp.asarray(timestep.step_type) == LAST
         discount = jnp.max(jnp.asarray(timestep.discount, jnp.float32))
-        terminated = last & (discount == 0.0)
-        truncated = ((last & (discount > 0.0)) | (time >= params.max_steps_in_episode)) & ~terminated
-        done = terminated | truncated
-        reset_obs, reset_state = self.reset(key, params)
-        stepped = JumanjiEnvState(next_jumanji, self._mask(timestep.observation), time)
-        if jax.tree.structure(reset_state) != jax.tree.structure(stepped):
-            raise ValueError(
-                f"jumanji:{self._name}: the state after step has a different structure from the state after reset, "
-                "so the episode cannot be auto-reset by selection"
-            )
-        final_obs = flatten_observation(timestep.observation)
-        select = lambda a, b: jnp.where(done, a, jnp.asarray(b).astype(jnp.asarray(a).dtype))  # noqa: E731
-        new_state = jax.tree.map(select, reset_state, stepped)
-        reward = jnp.sum(jnp.asarray(timestep.reward, jnp.float32))
-        info = {"final_observation": final_obs, "discount": discount}
-        return select(reset_obs, final_obs), new_state, reward, terminated, truncated, info
+        return Transition(jumanji_state, flatten_observation(timestep.observation),
+                          jnp.sum(jnp.asarray(timestep.reward, jnp.float32)), last & (discount == 0.0),
+                          last & (discount > 0.0), {"discount": discount}, self._mask(timestep.observation))
 
-    def _action_mask(self, state: JumanjiEnvState, params: JumanjiEnvParams | None = None) -> jax.Array:
-        """bool[num_actions]: the actions legal in `state` (Jumanji's ``observation.action_mask``, flattened)."""
-        return state.mask
 
-    def action_space(self, params: JumanjiEnvParams | None = None) -> spaces.Discrete:
-        return spaces.Discrete(self._num_actions)
-
-    def observation_space(self, params: JumanjiEnvParams | None = None) -> spaces.Box:
-        return spaces.Box(-jnp.inf, jnp.inf, (self._obs_size,), jnp.float32)
-
-    @property
-    def num_actions(self) -> int:
-        return self._num_actions
+def _mask_kind(shape, action_shape: list[int], num_actions: int, name: str) -> str | None:
+    """How the observation's action_mask of `shape` maps to the flat actions: None (no mask), "flat" (one entry per
+    flat action, or per joint action in the MultiDiscrete's shape) or "components" (``[k, max n]``, one row each)."""
+    if shape is None:
+        return None
+    if shape == (num_actions,) or (action_shape and shape == tuple(action_shape)):
+        return "flat"
+    if action_shape and shape == (len(action_shape), max(action_shape)):
+        return "components"
+    raise ValueError(f"jumanji:{name}: action_mask of shape {shape} does not match the action space "
+                     f"({action_shape or num_actions})")
 
 
 def _action_components(action_spec, name: str) -> list[int]:
@@ -206,8 +143,7 @@ def _action_components(action_spec, name: str) -> list[int]:
                      "DiscreteArray and (small) MultiDiscreteArray")
 
 
-def make_jumanji_env(name: str, max_steps_in_episode: int | None = None, **kwargs) -> tuple[JumanjiGymnaxEnv,
-                                                                                           JumanjiEnvParams]:
+def make_jumanji_env(name: str, max_steps_in_episode: int | None = None, **kwargs) -> tuple[JumanjiEnv, SuiteParams]:
     """A Jumanji environment adapted to gymnax 1.0's interface, and its default params.
 
     Args:
@@ -220,20 +156,11 @@ def make_jumanji_env(name: str, max_steps_in_episode: int | None = None, **kwarg
         space is not discrete.
     """
     jumanji = jumanji_check(name)
-    # Concrete arrays even when called inside a trace (`evaluate` under `jax.jit` builds its environment there).
-    with jax.ensure_compile_time_eval():
-        env = JumanjiGymnaxEnv(jumanji.make(name, **kwargs), name, max_steps_in_episode)
-    return env, env.default_params
+    return built(lambda: JumanjiEnv(jumanji.make(name, **kwargs), name, max_steps_in_episode))
 
 
 def jumanji_check(name: str):
-    """``jumanji``, after checking that it is installed and that `name` is one of its registered environments.
-
-    Raises:
-      ValueError: jumanji is not installed, or `name` is not registered (the registered names are listed).
-    """
-    jumanji = import_extra("jumanji", f"jumanji:{name}", "jumanji")
-    registered = sorted(jumanji.registered_environments())
-    if name not in registered:
-        raise ValueError(f"'{name}' is not a registered Jumanji environment; registered: {', '.join(registered)}")
-    return jumanji
+    """``jumanji``, once it is installed and `name` is one of its registered environments (else `import_suite`'s
+    error)."""
+    return import_suite("jumanji", name, "jumanji", lambda jumanji: sorted(jumanji.registered_environments()),
+                        "Jumanji")

@@ -4,9 +4,10 @@
     config = PPOConfig(env_name="navix:Navix-DoorKey-5x5-v0", ...)      # envs.make_base_env calls:
     env, env_params = make_navix_env("Navix-DoorKey-5x5-v0", max_steps=100, observation="symbolic")
 
-`make_navix_env` builds the environment with ``navix.make`` and wraps it as a `NavixGymnaxEnv`:
+`make_navix_env` builds the environment with ``navix.make`` and wraps it as a `NavixEnv` (on
+`purejaxppo.envs.suites.base.SuiteEnv`):
 
-* ``reset(key, params) -> (obs [obs_dim] float32, NavixEnvState)``
+* ``reset(key, params) -> (obs [obs_dim] float32, SuiteState)``, ``state.suite_state`` navix's `Timestep`
 * ``step(key, state, action, params) -> (obs, state, reward, terminated, truncated, info)``, one environment
   (batch with `jax.vmap`, as for any gymnax environment).
 
@@ -35,54 +36,32 @@ Actions: a `gymnax.environments.spaces.Discrete` over navix's action set (7 Mini
 from __future__ import annotations
 
 import math
-from functools import partial
-from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax import struct
-from gymnax.environments import environment, spaces
+from gymnax.environments import spaces
 
-from purejaxppo.extras import import_extra
+from purejaxppo.envs.suites.base import Reset, SuiteEnv, SuiteParams, Transition, built, check_time_limit, import_suite
 
 DEFAULT_MAX_STEPS = 100  # navix.make's own default
 OBSERVATIONS = (
     "symbolic", "symbolic_first_person", "categorical", "categorical_first_person", "rgb", "rgb_first_person",
 )
 DEFAULT_OBSERVATION = "symbolic"
+TERMINATION = 2  # navix.environments.environment.StepType.TERMINATION
 
 
-@struct.dataclass
-class NavixEnvParams:
-    """max_steps_in_episode: the time limit; reaching it truncates the episode (navix's `max_steps`)."""
-
-    max_steps_in_episode: int = DEFAULT_MAX_STEPS
-
-
-@struct.dataclass
-class NavixEnvState:
-    """timestep: navix's `Timestep` of the current episode (its ``t`` counts the steps taken in the episode)."""
-
-    timestep: Any
-
-
-class NavixGymnaxEnv(environment.Environment):
+class NavixEnv(SuiteEnv):
     """One navix environment with gymnax 1.0's `reset`/`step` (see the module docstring for the episode semantics)."""
+
+    prefix = "navix"
 
     def __init__(self, navix_env, name: str, observation: str = DEFAULT_OBSERVATION):
         self.navix_env = navix_env
-        self._name = name
         self._rgb = observation.startswith("rgb")
-        self._obs_size = math.prod(jax.eval_shape(self._navix_reset, jax.random.key(0)).observation.shape)
-        self._num_actions = len(navix_env.action_set)
-
-    @property
-    def name(self) -> str:
-        return f"navix:{self._name}"
-
-    @property
-    def default_params(self) -> NavixEnvParams:
-        return NavixEnvParams(max_steps_in_episode=int(self.navix_env.max_steps))
+        obs_size = math.prod(jax.eval_shape(self._navix_reset, jax.random.key(0)).observation.shape)
+        super().__init__(name, (obs_size,), spaces.Discrete(len(navix_env.action_set)),
+                         SuiteParams(int(navix_env.max_steps)), obs_low=0.0, obs_high=255.0)
 
     def _navix_reset(self, key: jax.Array):
         """navix's reset. Only the rgb views read the rendering cache (the grid's background sprites, about 3 KiB a
@@ -93,43 +72,15 @@ class NavixGymnaxEnv(environment.Environment):
 
         return self.navix_env.reset(key, RenderingCache(patches=jnp.zeros((1, 1, 1, 3), jnp.uint8)))
 
-    @partial(jax.jit, static_argnames=("self",))
-    def reset(self, key: jax.Array, params: NavixEnvParams | None = None) -> tuple[jax.Array, NavixEnvState]:
-        """A new episode: ``(obs [obs_dim] float32, state)``."""
+    def suite_reset(self, key: jax.Array, params: SuiteParams) -> Reset:
         timestep = _canonical(self._navix_reset(key))
-        return _obs(timestep), NavixEnvState(timestep)
+        return Reset(timestep, timestep.observation)
 
-    @partial(jax.jit, static_argnames=("self",))
-    def step(self, key: jax.Array, state: NavixEnvState, action: jax.Array, params: NavixEnvParams | None = None):
-        """One step with auto-reset; returns ``(obs, state, reward, terminated, truncated, info)``.
-
-        action: [] int. reward: [] float32. terminated, truncated: [] bool (never both).
-        info: "final_observation" (the pre-reset observation [obs_dim]).
-        """
-        from navix.environments.environment import StepType
-
-        params = self.default_params if params is None else params
-        # navix's transition without its auto-reset (`Environment.step` would reset instead of acting after an end)
-        stepped = _canonical(self.navix_env._step(state.timestep, jnp.asarray(action, jnp.int32)))
-        terminated = stepped.step_type == StepType.TERMINATION
-        truncated = jnp.logical_and(stepped.t >= params.max_steps_in_episode, ~terminated)
-        done = terminated | truncated
-        reset_obs, reset_state = self.reset(key, params)
-        final_obs = _obs(stepped)
-        select = lambda a, b: jnp.where(done, a, b.astype(a.dtype))  # noqa: E731
-        new_state = jax.tree.map(select, reset_state, NavixEnvState(stepped))
-        info = {"final_observation": final_obs}
-        return select(reset_obs, final_obs), new_state, stepped.reward.astype(jnp.float32), terminated, truncated, info
-
-    def action_space(self, params: NavixEnvParams | None = None) -> spaces.Discrete:
-        return spaces.Discrete(self._num_actions)
-
-    def observation_space(self, params: NavixEnvParams | None = None) -> spaces.Box:
-        return spaces.Box(0.0, 255.0, (self._obs_size,), jnp.float32)
-
-    @property
-    def num_actions(self) -> int:
-        return self._num_actions
+    def suite_step(self, key: jax.Array, suite_state, action: jax.Array, params: SuiteParams) -> Transition:
+        """navix's transition without its auto-reset (`Environment.step` would reset instead of acting after an end):
+        terminated is its ``StepType.TERMINATION``; its own time limit is the base's (``params``)."""
+        timestep = _canonical(self.navix_env._step(suite_state, jnp.asarray(action, jnp.int32)))
+        return Transition(timestep, timestep.observation, timestep.reward, timestep.step_type == TERMINATION)
 
 
 def _canonical(timestep):
@@ -143,13 +94,9 @@ def _canonical(timestep):
     )
 
 
-def _obs(timestep) -> jax.Array:
-    return jnp.ravel(timestep.observation).astype(jnp.float32)
-
-
 def make_navix_env(
     name: str, max_steps: int = DEFAULT_MAX_STEPS, observation: str = DEFAULT_OBSERVATION, **kwargs
-) -> tuple[NavixGymnaxEnv, NavixEnvParams]:
+) -> tuple[NavixEnv, SuiteParams]:
     """A navix environment adapted to gymnax 1.0's interface, and its default params.
 
     Args:
@@ -164,27 +111,14 @@ def make_navix_env(
         a bad `max_steps` or `observation`.
     """
     navix = navix_check(name)
-    if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
-        raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
+    check_time_limit(max_steps, "max_steps")
     if observation not in OBSERVATIONS:
         raise ValueError(f"observation must be one of {list(OBSERVATIONS)}, got {observation!r}")
     observation_fn = getattr(navix.observations, observation)
-    # Concrete arrays even when called inside a trace (`evaluate` under `jax.jit` builds its environment there).
-    with jax.ensure_compile_time_eval():
-        env = NavixGymnaxEnv(
-            navix.make(name, max_steps=max_steps, observation_fn=observation_fn, **kwargs), name, observation
-        )
-    return env, env.default_params
+    return built(lambda: NavixEnv(navix.make(name, max_steps=max_steps, observation_fn=observation_fn, **kwargs), name,
+                                  observation))
 
 
 def navix_check(name: str):
-    """``navix``, after checking that it is installed and that `name` is one of its environments.
-
-    Raises:
-      ValueError: navix is not installed, or `name` is not a navix environment (the registered names are listed).
-    """
-    navix = import_extra("navix", f"navix:{name}", "navix")
-    registered = sorted(navix.registry())
-    if name not in registered:
-        raise ValueError(f"'{name}' is not a navix environment; registered: {', '.join(registered)}")
-    return navix
+    """``navix``, once it is installed and `name` is one of its environments (else `import_suite`'s error)."""
+    return import_suite("navix", name, "navix", lambda navix: sorted(navix.registry()), "navix")
