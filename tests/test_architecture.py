@@ -33,7 +33,6 @@ ORDER = tuple(name for layer in LAYERS.values() for name in layer)
 # and a bad flag answer without importing jax).
 LAZY_IMPORTS_ALLOWED = {
     "envs.suites.brax": {"brax"},
-    "envs.suites.craftax": {"craftax"},
     "envs.suites.jumanji": {"jumanji"},
     "envs.suites.navix": {"navix"},
     "envs.suites.playground": {"mujoco_playground"},
