@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import gymnax
 
+from purejaxppo.envs.pools import envpool_check, make_envpool_env
 from purejaxppo.envs.suites.brax import brax_envs_module, make_brax_env
 from purejaxppo.envs.suites.craftax import craftax_check, make_craftax_env
 from purejaxppo.envs.suites.jumanji import jumanji_check, make_jumanji_env
@@ -29,11 +30,14 @@ class Suite(NamedTuple):
       the extra to install, or the suite's names).
     make(name, **env_kwargs) -> (env, env_params): the environment behind gymnax 1.0's interface.
     module: the top-level module the suite's extra installs (`suite_installed` looks for it without importing it).
+    on_host: the environments run on the host (`purejaxppo.envs.pools`): make(name, **env_kwargs) returns the
+      `pools.HostPool` itself, already an `Env`.
     """
 
     check: Callable[[str], Any]
     make: Callable[..., tuple[Any, Any]]
     module: str
+    on_host: bool = False
 
 
 # prefix -> suite (its extra is the prefix without the colon); an adapter module imports its suite only inside these
@@ -44,6 +48,7 @@ SUITES: dict[str, Suite] = {
     "jumanji:": Suite(jumanji_check, make_jumanji_env, "jumanji"),
     "navix:": Suite(navix_check, make_navix_env, "navix"),
     "playground:": Suite(playground_check, make_playground_env, "mujoco_playground"),
+    "envpool:": Suite(envpool_check, make_envpool_env, "envpool", on_host=True),
 }
 
 
