@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import gymnax
 
-from purejaxppo.envs.pools import envpool_check, make_envpool_env
+from purejaxppo.envs.pools import envpool_check, gymnasium_check, make_envpool_env, make_gymnasium_env
 from purejaxppo.envs.suites.brax import brax_envs_module, make_brax_env
 from purejaxppo.envs.suites.craftax import craftax_check, make_craftax_env
 from purejaxppo.envs.suites.jumanji import jumanji_check, make_jumanji_env
@@ -49,6 +49,7 @@ SUITES: dict[str, Suite] = {
     "navix:": Suite(navix_check, make_navix_env, "navix"),
     "playground:": Suite(playground_check, make_playground_env, "mujoco_playground"),
     "envpool:": Suite(envpool_check, make_envpool_env, "envpool", on_host=True),
+    "gymnasium:": Suite(gymnasium_check, make_gymnasium_env, "gymnasium", on_host=True),
 }
 
 

@@ -115,7 +115,7 @@ def test_eval_gif_refuses_an_environment_the_visualiser_cannot_draw():
     (["train", "--env", " ", "--config-file", "c.toml"], "--env is empty"),
     (["train", "--env", "foo:Bar"], "'foo:Bar': 'foo' is not a known suite. The suites are 'brax:<name>',"),
     (["train", "--env", "envpool:NoSuchTask-v0"], "env 'envpool:NoSuchTask-v0'"),  # no such task, or no envpool extra
-    (["pbt", "--env", "gymnasium:CartPole-v1"], "'gymnasium' is not a known suite (its environments are not"),
+    (["train", "--env", "gymnasium:NoSuchEnv-v0"], "gymnasium env 'NoSuchEnv-v0' cannot be made: NameNotFound"),
     (["train", "--env", "Brax:hopper"], "Did you mean 'brax:hopper'?"),
     (["train", "--env", "CartPole-v0"], "Did you mean 'CartPole-v1'? Registered: CartPole-v1"),
     (["train", "--env", "Cartpole-v1"], "Did you mean 'CartPole-v1'?"),

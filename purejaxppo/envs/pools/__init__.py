@@ -6,6 +6,7 @@ from inside the one jitted training program by host calls.
   derivation from the run key, `host_errors` (a host failure as one line) and `HostProgram` (make_train's wrapper).
 - `envpool`: ``env_name="envpool:<task>"`` (the envpool extra), the callback route `EnvPoolTask` and EnvPool's XLA
   route `EnvPoolXLA` (``env_kwargs={"backend": "xla"}``).
+- `gymnasium`: ``env_name="gymnasium:<id>"`` and `GymnasiumPool` for your own Gymnasium environment or factory.
 
 May import: jax, numpy, gymnasium, `purejaxppo.extras`, `purejaxppo.envs.spec`, and envpool (only inside the functions
 of `envpool`, as an optional extra); never registry, make, config or above.
@@ -20,8 +21,9 @@ from purejaxppo.envs.pools.base import (
     host_errors,
 )
 from purejaxppo.envs.pools.envpool import EnvPoolTask, EnvPoolXLA, envpool_check, make_envpool_env
+from purejaxppo.envs.pools.gymnasium import GymnasiumPool, gymnasium_check, make_gymnasium_env
 
 __all__ = [
-    "EnvPoolTask", "EnvPoolXLA", "HostEnvError", "HostPool", "HostProgram", "PoolState",
-    "check_host_pool_placement", "envpool_check", "host_errors", "make_envpool_env",
+    "EnvPoolTask", "EnvPoolXLA", "GymnasiumPool", "HostEnvError", "HostPool", "HostProgram", "PoolState",
+    "check_host_pool_placement", "envpool_check", "gymnasium_check", "host_errors", "make_envpool_env", "make_gymnasium_env",
 ]
