@@ -83,7 +83,8 @@ def check_buildable(env_name: str) -> None:
 
 
 def make_base_env(env_name: str, env_kwargs: Mapping[str, Any] | None = None) -> tuple[Any, Any]:
-    """The unwrapped environment `env_name` names, built with `env_kwargs`, and its default params."""
+    """The unwrapped environment `env_name` names, built with `env_kwargs`, and its default params (for a host suite,
+    ``"envpool:..."`` or ``"gymnasium:..."``, the `pools.HostPool` alone, already an `Env`)."""
     kwargs = dict(env_kwargs or {})
     check_buildable(env_name)
     name, suite = suite_of(env_name)

@@ -186,7 +186,8 @@ def test_weighted_statistics_equal_those_of_the_valid_samples():
     for a, b in zip(tree_leaves(masked), tree_leaves(reference)):
         np.testing.assert_allclose(a, b, rtol=1e-5)
     values, targets = (rng.normal(size=50).astype(np.float32) for _ in range(2))
-    ev = explained_variance(jnp.asarray(values), jnp.asarray(np.where(valid, targets, np.nan)), where=jnp.asarray(valid))
+    dirty_targets = jnp.asarray(np.where(valid, targets, np.nan))  # the masked targets: garbage
+    ev = explained_variance(jnp.asarray(values), dirty_targets, where=jnp.asarray(valid))
     ref = 1 - np.var(targets[valid] - values[valid]) / np.var(targets[valid])
     np.testing.assert_allclose(float(ev), ref, rtol=1e-5)
 
@@ -259,7 +260,7 @@ def gym_cartpole():
 
 
 def test_gymnasium_same_key_same_bits_and_finite(gym_cartpole):
-    config, _, train, out = gym_cartpole
+    _, _, train, out = gym_cartpole
     assert same_bits(out, train(KEY)) and not same_bits(out.metrics, train(jax.random.key(1)).metrics)
     assert all(np.isfinite(np.asarray(out.metrics[k])).all() for k in ("policy_loss", "value_loss", "entropy"))
     np.testing.assert_array_equal(out.metrics["episode_return"], out.metrics["episode_length"])  # CartPole: 1 per step
@@ -295,6 +296,16 @@ def test_the_command_line_trains_two_seeds(tmp_path):
              "--total-timesteps", "256", "--logdir", str(tmp_path / "run"), "--quiet"]
     assert cli.main(["train", *flags]) == 0
     assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") >= 2
+    assert cli.main(["eval", str(tmp_path / "run"), "--episodes", "2"]) == 0  # load_policy(...).evaluate's own pool
+
+
+@pytest.mark.slow
+def test_gymnasium_async_vector_env_equals_sync():
+    pool = GymnasiumPool("CartPole-v1", vectorization="async")  # one spawned process per environment
+    try:
+        assert same_bits(run_pool(pool, 2, 30), run_pool(GymnasiumPool("CartPole-v1"), 2, 30))
+    finally:
+        pool.close()
 
 
 # ------------------------------------------------------------------------------------------------------ EnvPool
@@ -322,7 +333,7 @@ def envpool_rollout():
 
 
 def test_envpool_rollout_equals_envpool_numpy_api_and_its_statistics(envpool_rollout):
-    _, _, state, tr, _ = envpool_rollout
+    _, _, _, tr, _ = envpool_rollout
     obs0, (obs, reward, terminated, truncated, elapsed), stats = envpool_numpy(
         "CartPole-v1", 4, pool_seed(streams.stream(KEY, streams.RESET), 4), tr.action, max_episode_steps=20)
     np.testing.assert_array_equal(tr.obs[0], obs0)
@@ -442,7 +453,7 @@ def test_envpool_xla_program_gives_the_same_bits_on_a_second_call():
     pool = make_env("envpool:CartPole-v1", {"backend": "xla"})
 
     def run(key):
-        obs, state = pool.reset(jax.random.split(key, 4))
+        _, state = pool.reset(jax.random.split(key, 4))
 
         def body(state, k):
             out = pool.step(None, state, jax.random.randint(k, (4,), 0, 2))

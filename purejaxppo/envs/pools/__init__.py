@@ -25,5 +25,6 @@ from purejaxppo.envs.pools.gymnasium import GymnasiumPool, gymnasium_check, make
 
 __all__ = [
     "EnvPoolTask", "EnvPoolXLA", "GymnasiumPool", "HostEnvError", "HostPool", "HostProgram", "PoolState",
-    "check_host_pool_placement", "envpool_check", "gymnasium_check", "host_errors", "make_envpool_env", "make_gymnasium_env",
+    "check_host_pool_placement", "envpool_check", "gymnasium_check", "host_errors", "make_envpool_env",
+    "make_gymnasium_env",
 ]

@@ -41,7 +41,7 @@ import contextlib
 import functools
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import gymnasium
 import jax

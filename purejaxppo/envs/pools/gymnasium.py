@@ -14,7 +14,8 @@ SAME_STEP, fixed upstream in Gymnasium PR #1624: the episode statistics here are
 
 env_kwargs: ``vectorization``, ``"sync"`` (default: SyncVectorEnv, in this process) or ``"async"`` (AsyncVectorEnv,
 one process per environment, started with "spawn" since fork() in a threaded JAX process can hang; its environments
-must be picklable: a registered id or a module-level factory). Every other key goes to ``gymnasium.make`` (e.g.
+must be picklable: a registered id or a module-level factory; a script needs the usual ``if __name__ ==
+"__main__":`` guard, since each spawned process imports it). Every other key goes to ``gymnasium.make`` (e.g.
 ``max_episode_steps``).
 
 Seeds: ``reset(seed=[...])`` of the vector env with seed s's environment i seeded ``seed_s + i`` (`base`), which
