@@ -25,7 +25,7 @@ from typing import Any
 
 import jax
 
-from purejaxppo.envs.registry import check_env_kwargs, check_env_name
+from purejaxppo.envs.registry import check_env_kwargs, check_env_name, suite_of
 
 # Names of the fields that are float hyperparameters (pytree leaves). Everything else is static metadata.
 HYPERPARAMETERS: tuple[str, ...] = (
@@ -41,7 +41,7 @@ HYPERPARAMETERS: tuple[str, ...] = (
     "reward_clip",
 )
 
-NETWORKS = ("mlp", "cnn", "gru")
+NETWORKS = ("mlp", "cnn", "gru", "nature_cnn")
 ACTIVATIONS = ("tanh", "relu", "gelu", "silu")
 POLICY_OBJECTIVES = ("ppo", "spo")
 
@@ -55,7 +55,9 @@ class PPOConfig:
     """All settings of a PPO run. Frozen; build a variant with `config.replace(field=value)`.
 
     Attributes (static unless marked *leaf*):
-      env_name: a gymnax environment id (`gymnax.registered_envs`), or ``"brax:<name>"`` with the brax extra.
+      env_name: a gymnax environment id (`gymnax.registered_envs`), or a suite's ``"<prefix>:<name>"``: ``"brax:<name>"``
+        with the brax extra, ``"envpool:<task>"`` (the envpool extra) or ``"gymnasium:<id>"`` (host pools, which
+        train with eval_every 0).
       env_kwargs: keyword arguments for the environment's constructor (stored as a sorted tuple of pairs). The keys
         are checked against the constructor's signature here (gymnax environments); the values when it is built.
       num_envs: environments stepped in parallel, N.
@@ -77,7 +79,8 @@ class PPOConfig:
       normalize_advantages: standardise advantages within each minibatch.
       clip_value_loss: clip the value update to +-clip_param around the rollout's value (as PPO2 and PureJaxRL do).
       policy_objective: "ppo" (clipped surrogate) or "spo" (Simple Policy Optimization's penalty).
-      network: "mlp", "cnn" (for image observations such as MinAtar) or "gru" (recurrent).
+      network: "mlp", "cnn" (for image observations such as MinAtar), "gru" (recurrent) or "nature_cnn" (Mnih et al.'s
+        Atari torso, shared by actor and critic; chosen instead of "mlp" for uint8 image frames, e.g. EnvPool's Atari).
       hidden_sizes: widths of the MLP torso's layers (and of the dense layer after the CNN, and the GRU's input layer).
       activation: one of "tanh", "relu", "gelu", "silu".
       cnn_channels: output channels of each 3x3 convolution in the CNN torso.
@@ -336,6 +339,11 @@ def _validate(config: PPOConfig) -> None:
     for name in ("num_envs", "num_steps", "update_epochs", "num_minibatches", "eval_episodes", "gru_hidden_size"):
         _check_int(config, name, 1)
     _check_int(config, "eval_every", 0)
+    suite = suite_of(config.env_name)[1]
+    if suite is not None and suite.on_host and config.eval_every > 0:
+        raise ValueError(f"PPOConfig.eval_every must be 0 for {config.env_name!r}, a host environment pool (got "
+                         f"{config.eval_every}): evaluate after training (evaluate, load_policy(...).evaluate), on its "
+                         "own pool")
     _check_int(config, "total_timesteps", 1)
     if config.total_timesteps < config.batch_size:
         raise ValueError(

@@ -17,6 +17,7 @@ LAYERS = {
     "core": ("core", "core.streams", "core.gae", "core.losses", "core.optim", "core.normalize"),
     "envs": ("envs.spec", "envs.wrappers", "envs.suites", "envs.suites.base", "envs.suites.brax",
              "envs.suites.craftax", "envs.suites.jumanji", "envs.suites.navix", "envs.suites.playground",
+             "envs.pools.base", "envs.pools.envpool", "envs.pools.gymnasium", "envs.pools",
              "envs.registry", "envs.make", "envs"),
     "config": ("config", "configs"),
     "models": ("models", "models.networks", "models.policies"),

@@ -41,7 +41,7 @@ def test_budget_rounding_is_stated():
         ("total_timesteps", 100, "total_timesteps must be >= num_envs \\* num_steps = 512"),
         ("total_timesteps", 1e13, r"total_timesteps must be <= 2\*\*31 - 1 = 2147483647 per seed"),
         ("total_timesteps", 2**31, r"total_timesteps must be <= 2\*\*31 - 1 = 2147483647 per seed"),
-        ("network", "transformer", r"network must be one of \['mlp', 'cnn', 'gru'\]"),
+        ("network", "transformer", r"network must be one of \['mlp', 'cnn', 'gru', 'nature_cnn'\]"),
         ("activation", "sigmoid", "activation must be one of"),
         ("policy_objective", "trpo", r"policy_objective must be one of \['ppo', 'spo'\]"),
         ("hidden_sizes", (64, 0), "hidden_sizes must be a non-empty sequence of positive integers"),

@@ -12,6 +12,10 @@ with r = pi(a|s) / pi_old(a|s) and A the (optionally standardised) advantage:
 * value_loss = 0.5 E[max((V - G)^2, (V_old + clip(V - V_old, -eps, eps) - G)^2)]   (or 0.5 E[(V - G)^2] unclipped)
 
 Diagnostics: approx_kl = E[(r - 1) - log r] (Schulman's k3 estimator, >= 0), clip_fraction = P(|r - 1| > eps).
+
+`weights` (a host pool's `valid` flags, 0 or 1 per sample): every E[.] above, the advantage standardisation and both
+diagnostics are then weighted means, so a sample of weight 0 changes neither the loss, its gradient nor the
+diagnostics. Without weights (every JAX environment) the code is unchanged.
 """
 
 from __future__ import annotations
@@ -38,6 +42,21 @@ def standardize(x: jax.Array, eps: float = 1e-8, axis_name=None) -> jax.Array:
         return (x - x.mean()) / (x.std() + eps)
     mean = jax.lax.pmean(x.mean(), axis_name)
     std = jnp.sqrt(jax.lax.pmean(jnp.square(x - mean).mean(), axis_name))
+    return (x - mean) / (std + eps)
+
+
+def weighted_mean(x: jax.Array, weights: jax.Array, axis_name=None) -> jax.Array:
+    """``sum(w x) / sum(w)`` over all elements (of every device's, with `axis_name`); 0 when every weight is 0."""
+    total, count = jnp.sum(weights * x), jnp.sum(weights)
+    if axis_name is not None:
+        total, count = jax.lax.psum(total, axis_name), jax.lax.psum(count, axis_name)
+    return total / jnp.maximum(count, 1.0)
+
+
+def weighted_standardize(x: jax.Array, weights: jax.Array, eps: float = 1e-8, axis_name=None) -> jax.Array:
+    """`standardize` with the mean and std taken over the samples weighted by `weights` (same shape as `x`)."""
+    mean = weighted_mean(x, weights, axis_name)
+    std = jnp.sqrt(weighted_mean(jnp.square(x - mean), weights, axis_name))
     return (x - mean) / (std + eps)
 
 
@@ -77,6 +96,7 @@ def ppo_loss(
     clip_value_loss: bool = True,
     objective: str = "ppo",
     axis_name=None,
+    weights=None,
 ) -> tuple[jax.Array, LossInfo]:
     """The whole objective from per-sample arrays (all shape [B]). Returns ``(loss to minimise, LossInfo)``.
 
@@ -88,7 +108,13 @@ def ppo_loss(
         radius), the value loss's and the entropy bonus's weights.
       normalize_advantages, clip_value_loss, objective: static choices (see the module docstring).
       axis_name: with data parallelism, advantages are standardised with every device's samples.
+      weights: None, or [B] 0/1 weights (a host pool's `valid`): every mean and the standardisation are weighted.
     """
+    if weights is not None:
+        return _weighted_ppo_loss(log_prob, old_log_prob, advantages, values, old_values, targets, entropy,
+                                  weights.astype(values.dtype), clip_eps=clip_eps, vf_coeff=vf_coeff,
+                                  entropy_coeff=entropy_coeff, normalize_advantages=normalize_advantages,
+                                  clip_value_loss=clip_value_loss, objective=objective, axis_name=axis_name)
     if normalize_advantages:
         advantages = standardize(advantages, axis_name=axis_name)
     log_ratio = log_prob - old_log_prob
@@ -103,5 +129,37 @@ def ppo_loss(
         entropy=entropy,
         approx_kl=jax.lax.stop_gradient(((ratio - 1.0) - log_ratio).mean()),
         clip_fraction=jax.lax.stop_gradient((jnp.abs(ratio - 1.0) > clip_eps).mean()),
+    )
+    return loss, info
+
+
+def _weighted_ppo_loss(log_prob, old_log_prob, advantages, values, old_values, targets, entropy, weights, *, clip_eps,
+                       vf_coeff, entropy_coeff, normalize_advantages, clip_value_loss, objective, axis_name):
+    """`ppo_loss` with every mean weighted by ``weights [B]`` (see the module docstring).
+
+    The rollout's data in samples of weight 0 (advantage, target, old value and log-probability) may be garbage, even
+    non-finite: it is replaced by neutral values (advantage 0, target = old value, ratio 1) before use, so the loss,
+    its gradient and the diagnostics equal those computed from the weighted samples alone.
+    """
+    keep = weights > 0
+    advantages = jnp.where(keep, advantages, 0.0)
+    old_values = jnp.where(keep, old_values, jax.lax.stop_gradient(values))
+    targets = jnp.where(keep, targets, old_values)
+    old_log_prob = jnp.where(keep, old_log_prob, jax.lax.stop_gradient(log_prob))
+    mean = lambda x: weighted_mean(x, weights)  # noqa: E731  (each device's own samples, as ppo_loss's .mean())
+    if normalize_advantages:
+        advantages = weighted_standardize(advantages, weights, axis_name=axis_name)
+    log_ratio = log_prob - old_log_prob
+    policy_loss = mean(policy_loss_terms(log_ratio, advantages, clip_eps, objective))
+    value_loss = mean(value_loss_terms(values, old_values, targets, clip_eps, clip_value_loss))
+    entropy = mean(entropy)
+    loss = policy_loss + vf_coeff * value_loss - entropy_coeff * entropy
+    ratio = jnp.exp(log_ratio)
+    info = LossInfo(
+        policy_loss=policy_loss,
+        value_loss=value_loss,
+        entropy=entropy,
+        approx_kl=jax.lax.stop_gradient(mean((ratio - 1.0) - log_ratio)),
+        clip_fraction=jax.lax.stop_gradient(mean((jnp.abs(ratio - 1.0) > clip_eps).astype(values.dtype))),
     )
     return loss, info

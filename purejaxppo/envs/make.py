@@ -13,6 +13,7 @@ import jax
 import numpy as np
 from gymnax.environments import spaces
 
+from purejaxppo.envs.pools import HostPool
 from purejaxppo.envs.registry import NEEDS_NETWORK, check_env_kwargs, check_env_name, suite_of
 from purejaxppo.envs.spec import Env, EnvSpec
 from purejaxppo.envs.wrappers import ClipAction, EpisodeStatistics, ObservationToArray, has_action_mask
@@ -82,7 +83,8 @@ def check_buildable(env_name: str) -> None:
 
 
 def make_base_env(env_name: str, env_kwargs: Mapping[str, Any] | None = None) -> tuple[Any, Any]:
-    """The unwrapped environment `env_name` names, built with `env_kwargs`, and its default params."""
+    """The unwrapped environment `env_name` names, built with `env_kwargs`, and its default params (for a host suite,
+    ``"envpool:..."`` or ``"gymnasium:..."``, the `pools.HostPool` alone, already an `Env`)."""
     kwargs = dict(env_kwargs or {})
     check_buildable(env_name)
     name, suite = suite_of(env_name)
@@ -97,17 +99,20 @@ def make_env(env_name: str = "", env_kwargs: Mapping[str, Any] | None = None, en
     Args:
       env_name, env_kwargs: a registered id (gymnax, or ``"brax:<name>"``) and its constructor's keyword arguments;
         ignored when `env` is given.
-      env: any environment with gymnax 1.0's API, or None to build `env_name`.
+      env: any environment with gymnax 1.0's API, a host pool (`pools.HostPool`, e.g. `GymnasiumPool`), or None to
+        build `env_name`.
       env_params: its params; None means the environment's defaults.
 
     Returns:
-      An `Env`.
+      An `Env` (for a host suite, ``"envpool:<task>"`` or ``"gymnasium:<id>"``, or a given pool: the pool itself).
 
     Raises:
       ValueError: an unknown name or env_kwargs key; with env_kwargs, any failure to build the environment or to trace
         its first reset and step (one line naming env_kwargs and the environment's own error).
     """
     kwargs: dict[str, Any] = {}
+    if isinstance(env, HostPool) or (env is None and getattr(suite_of(env_name)[1], "on_host", False)):
+        return env if env is not None else make_base_env(env_name, env_kwargs)  # a host pool is its own Env
     if env is None:
         kwargs = dict(env_kwargs or {})
         check_buildable(env_name)

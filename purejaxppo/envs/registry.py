@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import gymnax
 
+from purejaxppo.envs.pools import envpool_check, gymnasium_check, make_envpool_env, make_gymnasium_env
 from purejaxppo.envs.suites.brax import brax_check, make_brax_env
 from purejaxppo.envs.suites.craftax import craftax_check, make_craftax_env
 from purejaxppo.envs.suites.jumanji import jumanji_check, make_jumanji_env
@@ -30,9 +31,10 @@ class Suite(NamedTuple):
     make(name, **env_kwargs) -> (env, env_params): the environment behind gymnax 1.0's interface (for a JAX suite, a
       `purejaxppo.envs.suites.base.SuiteEnv`).
     module: the top-level module the suite's extra installs (`suite_installed` looks for it without importing it).
-    on_host: whether the suite's environments run on the host, batched over the N environments (EnvPool, gymnasium,
-      stepped from inside the jitted program by a callback) instead of being vmapped JAX functions. `make_env` is the
-      one place that builds an `Env`, and the one to branch on it; no suite sets it yet.
+    on_host: whether the suite's environments run on the host, batched over all N environments (EnvPool,
+      Gymnasium: `purejaxppo.envs.pools`), stepped from inside the jitted program, instead of being vmapped JAX
+      functions: make(name, **env_kwargs) then returns the `pools.HostPool` itself, already an `Env`. `make_env` is
+      the one place that branches on it.
     """
 
     check: Callable[[str], Any]
@@ -49,6 +51,8 @@ SUITES: dict[str, Suite] = {
     "jumanji:": Suite(jumanji_check, make_jumanji_env, "jumanji"),
     "navix:": Suite(navix_check, make_navix_env, "navix"),
     "playground:": Suite(playground_check, make_playground_env, "mujoco_playground"),
+    "envpool:": Suite(envpool_check, make_envpool_env, "envpool", on_host=True),
+    "gymnasium:": Suite(gymnasium_check, make_gymnasium_env, "gymnasium", on_host=True),
 }
 
 
@@ -75,10 +79,6 @@ def registered_env_names() -> list[str]:
     return list(gymnax.registered_envs)
 
 
-# Prefixes of suites that are planned but have no adapter yet: refused as unknown, saying so.
-PLANNED_SUITES = ("envpool:", "gymnasium:")
-
-
 def check_env_name(env_name: str) -> None:
     """Raise a ValueError (one line, pointing to ``purejaxppo list-envs``) unless `env_name` is a registered gymnax id
     or has a suite's prefix: an empty name, an unknown suite (``"foo:Bar"``, the suites listed) and an unknown id (the
@@ -98,10 +98,9 @@ def check_env_name(env_name: str) -> None:
                          f"({listed})")
     if ":" in env_name:
         prefix, _, rest = env_name.partition(":")
-        planned = " (its environments are not available yet)" if f"{prefix.lower()}:" in PLANNED_SUITES else ""
         close = difflib.get_close_matches(f"{prefix.lower()}:", list(SUITES), n=1)
         guess = f" Did you mean '{close[0]}{rest}'?" if close else ""
-        raise ValueError(f"PPOConfig.env_name {env_name!r}: {prefix!r} is not a known suite{planned}.{guess} "
+        raise ValueError(f"PPOConfig.env_name {env_name!r}: {prefix!r} is not a known suite.{guess} "
                          f"The suites are {suites}, and plain gymnax ids such as 'CartPole-v1' ({listed}).")
     by_lower = {name.lower(): name for name in names}
     close = difflib.get_close_matches(env_name.strip().lower(), list(by_lower), n=1)

@@ -5,6 +5,12 @@ params) -> (obs, state, reward, terminated, truncated, info)`` with auto-reset i
 ``terminated or truncated``, `reward` is the episode's last reward, `obs` already belongs to the next episode, and
 ``info["final_observation"]`` is the pre-reset observation (needed to bootstrap a truncation).
 
+Host environment pools (`purejaxppo.envs.pools`: EnvPool, Gymnasium) may reset on the step *after* the one that ends
+an episode (EnvPool's NEXT_STEP auto-reset). Their `EnvSpec.next_step_reset` is True and their `EnvStep` carries two
+more flags: `valid` (False on that reset step, whose action the pool ignores and which the learner masks) and
+`episode_start` (obs starts an episode: the policy's reset flag). For every other environment both are None and the
+pipeline runs exactly as before (the flag is static).
+
 Action masks: an environment may define ``action_mask(state, params) -> bool[num_actions]``; the wrappers pass it
 through (`action_mask` below), so the mask always describes the state the agent is about to act in.
 """
@@ -14,6 +20,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 
 
 class EnvSpec(NamedTuple):
@@ -26,6 +33,8 @@ class EnvSpec(NamedTuple):
     action_high: Any
     has_action_mask: bool
     max_steps_in_episode: int
+    obs_dtype: Any = np.float32  # the observations' dtype: float32, or uint8 for image frames of a host pool
+    next_step_reset: bool = False  # the step after an episode's end is a reset step to mask (`EnvStep.valid`)
 
 
 def action_mask(env, state, params):
@@ -47,6 +56,8 @@ class EnvStep(NamedTuple):
     final_obs: jax.Array  # [N, *obs_shape], the pre-reset observation (== obs unless done)
     episode_return: jax.Array  # [N]
     episode_length: jax.Array  # [N]
+    valid: Any = None  # [N] bool, False on a NEXT_STEP pool's reset step (None unless spec.next_step_reset)
+    episode_start: Any = None  # [N] bool, obs starts an episode (None unless spec.next_step_reset)
 
 
 class Env(NamedTuple):

@@ -11,7 +11,9 @@ through `purejaxppo.models.policies`.
 
 The actor and the critic have separate torsos (an MLP, or a small CNN for image observations), initialised
 orthogonally as in PPO's reference implementations: gain sqrt(2) for hidden layers, 0.01 for the policy head and
-1.0 for the value head (Andrychowicz et al., 2021, arXiv 2006.05990).
+1.0 for the value head (Andrychowicz et al., 2021, arXiv 2006.05990). The Nature CNN (``torso="nature_cnn"``, Mnih et
+al., 2015, for Atari frames) is one torso shared by both heads, as in the PPO paper's Atari runs. uint8 observations
+(host pools' image frames) are scaled by 1/255 inside the network; others are used as they are.
 
 `RecurrentActorCritic` (``network="gru"``) reads a time-major sequence:
 
@@ -37,6 +39,11 @@ ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "silu": nn.sil
 
 def _dense(features: int, gain: float) -> nn.Dense:
     return nn.Dense(features, kernel_init=nn.initializers.orthogonal(gain), bias_init=nn.initializers.zeros)
+
+
+def as_float(obs: jax.Array) -> jax.Array:
+    """uint8 observations (image frames, kept uint8 through the rollout) as float32 in [0, 1]; others unchanged."""
+    return obs.astype(jnp.float32) / 255.0 if obs.dtype == jnp.uint8 else obs
 
 
 def flatten_obs(obs: jax.Array, obs_rank: int) -> jax.Array:
@@ -96,6 +103,23 @@ class CNNTorso(nn.Module):
         return MLPTorso(self.hidden_sizes, self.activation)(x) if self.hidden_sizes else act(x)
 
 
+class NatureCNNTorso(nn.Module):
+    """Mnih et al. (2015)'s Atari torso: ``[..., H, W, C] -> [..., 512]`` by 8x8/4, 4x4/2 and 3x3/1 'VALID'
+    convolutions of 32, 64 and 64 channels and a dense layer of 512, all ReLU (H and W at least 36; 84 for Atari)."""
+
+    @nn.compact
+    def __call__(self, x):
+        batch_shape = x.shape[:-3]
+        x = x.reshape((-1, *x.shape[-3:]))
+        for features, size, stride in ((32, 8, 4), (64, 4, 2), (64, 3, 1)):
+            x = nn.relu(nn.Conv(features, (size, size), (stride, stride), padding="VALID",
+                                kernel_init=nn.initializers.orthogonal(np.sqrt(2)), bias_init=nn.initializers.zeros)(x))
+        return nn.relu(_dense(512, np.sqrt(2))(x.reshape((*batch_shape, -1))))
+
+
+NATURE_CNN_MIN_SIZE = 36  # the smallest height and width its three 'VALID' convolutions take
+
+
 def masked_logits(logits: jax.Array, mask: jax.Array | None) -> jax.Array:
     """Logits with illegal actions (``mask == False``) set to MASKED_LOGIT; unchanged when mask is None."""
     return logits if mask is None else jnp.where(mask, logits, MASKED_LOGIT)
@@ -125,31 +149,43 @@ class ActorCritic(nn.Module):
 
     discrete: bool
     num_actions: int
-    torso: str = "mlp"  # "mlp" or "cnn"
+    torso: str = "mlp"  # "mlp", "cnn" or "nature_cnn" (one torso shared by the actor and the critic)
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
     cnn_channels: Sequence[int] = (16,)
     obs_rank: int = 1
 
     def setup(self):
-        if self.torso == "cnn":
-            make = lambda: CNNTorso(self.cnn_channels, self.hidden_sizes, self.activation)  # noqa: E731
+        if self.torso == "nature_cnn":
+            self.torso_module = NatureCNNTorso()  # shared: `critic_torso` is `actor_torso`
         else:
-            make = lambda: MLPTorso(self.hidden_sizes, self.activation)  # noqa: E731
-        self.actor_torso = make()
-        self.critic_torso = make()
+            if self.torso == "cnn":
+                make = lambda: CNNTorso(self.cnn_channels, self.hidden_sizes, self.activation)  # noqa: E731
+            else:
+                make = lambda: MLPTorso(self.hidden_sizes, self.activation)  # noqa: E731
+            self.actor_torso = make()
+            self.critic_torso = make()
         self.policy_head = PolicyHead(self.discrete, self.num_actions)
         self.value_head = _dense(1, 1.0)
 
     def __call__(self, obs, mask=None):
+        if self.torso == "nature_cnn":  # one pass of the shared torso for both heads
+            features = self.torso_module(self._torso_input(obs))
+            return self.policy_head(features, mask), self.value_head(features)[..., 0]
         return self.policy(obs, mask), self.value(obs)
 
     def _torso_input(self, obs):
-        return obs if self.torso == "cnn" else flatten_obs(obs, self.obs_rank)
+        obs = as_float(obs)
+        return obs if self.torso in ("cnn", "nature_cnn") else flatten_obs(obs, self.obs_rank)
+
+    def _torsos(self):
+        if self.torso == "nature_cnn":
+            return self.torso_module, self.torso_module
+        return self.actor_torso, self.critic_torso
 
     def actor_features(self, obs) -> jax.Array:
         """The actor torso's output, what the policy head reads (``[..., features]``)."""
-        return self.actor_torso(self._torso_input(obs))
+        return self._torsos()[0](self._torso_input(obs))
 
     def policy(self, obs, mask=None) -> distrax.Distribution:
         """The action distribution only."""
@@ -157,7 +193,7 @@ class ActorCritic(nn.Module):
 
     def value(self, obs) -> jax.Array:
         """V(obs), shape ``obs.shape[:-obs_rank]``."""
-        return self.value_head(self.critic_torso(self._torso_input(obs)))[..., 0]
+        return self.value_head(self._torsos()[1](self._torso_input(obs)))[..., 0]
 
 
 # ------------------------------------------------------------------------------------------------------- recurrent
@@ -224,7 +260,7 @@ class RecurrentActorCritic(nn.Module):
 
     def embedding(self, obs) -> jax.Array:
         """x = act(Dense(obs)), the GRU's input: obs ``[..., *obs_shape]`` -> ``[..., hidden_sizes[0]]``."""
-        return ACTIVATIONS[self.activation](self.embed(flatten_obs(obs, self.obs_rank)))
+        return ACTIVATIONS[self.activation](self.embed(flatten_obs(as_float(obs), self.obs_rank)))
 
     def hidden_states(self, carry, obs, resets) -> tuple[jax.Array, jax.Array]:
         """``(h_{T-1} [B, H], h [T, B, H])``: h_t is the GRU state after reading obs_t (reset first where resets_t)."""

@@ -27,11 +27,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from purejaxppo.config import PPOConfig
 from purejaxppo.envs.make import make_env
 from purejaxppo.envs.spec import EnvSpec
-from purejaxppo.models.networks import ActorCritic, RecurrentActorCritic
+from purejaxppo.models.networks import NATURE_CNN_MIN_SIZE, ActorCritic, RecurrentActorCritic
 
 
 class Policy(NamedTuple):
@@ -126,12 +127,20 @@ def make_policy(config: PPOConfig, spec: EnvSpec | None = None, *, env=None, env
             discrete=spec.discrete, num_actions=spec.num_actions, hidden_sizes=config.hidden_sizes,
             activation=config.activation, gru_hidden_size=config.gru_hidden_size, obs_rank=obs_rank,
         ))
-    if config.network == "cnn" and obs_rank != 3:
+    torso = config.network
+    if torso == "mlp" and obs_rank == 3 and np.dtype(spec.obs_dtype) == np.uint8:
+        torso = "nature_cnn"  # uint8 image frames (a host pool's, e.g. EnvPool's Atari): the Nature CNN
+    if torso in ("cnn", "nature_cnn") and obs_rank != 3:
         raise ValueError(
-            f"PPOConfig.network='cnn' needs image observations [H, W, C]; {config.env_name} gives shape "
+            f"PPOConfig.network={torso!r} needs image observations [H, W, C]; {config.env_name} gives shape "
             f"{spec.obs_shape}. Use network='mlp'."
         )
+    if torso == "nature_cnn" and min(spec.obs_shape[:2]) < NATURE_CNN_MIN_SIZE:
+        raise ValueError(
+            f"PPOConfig.network='nature_cnn' needs images of at least {NATURE_CNN_MIN_SIZE}x{NATURE_CNN_MIN_SIZE}; "
+            f"{config.env_name} gives shape {spec.obs_shape}. Use network='cnn' (3x3 'SAME' convolutions)."
+        )
     return actor_critic_policy(ActorCritic(
-        discrete=spec.discrete, num_actions=spec.num_actions, torso=config.network, hidden_sizes=config.hidden_sizes,
+        discrete=spec.discrete, num_actions=spec.num_actions, torso=torso, hidden_sizes=config.hidden_sizes,
         activation=config.activation, cnn_channels=config.cnn_channels, obs_rank=obs_rank,
     ))

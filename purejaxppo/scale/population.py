@@ -66,6 +66,7 @@ from purejaxppo.core import streams
 from purejaxppo.compiler import jit
 from purejaxppo.config import HYPERPARAMETERS, STATIC_FIELDS, PPOConfig, with_hyperparameters
 from purejaxppo.scale.sweeps import gather_to_host
+from purejaxppo.envs.pools import check_host_pool_placement
 from purejaxppo.training.train import RunState, TrainOutput, init, make_setup, make_train, update
 
 EXPLORE_FACTORS = (0.8, 1.2)
@@ -286,6 +287,7 @@ def program(config: PPOConfig, space_shape: tuple, population: int, ready_every:
     """The cached `Program` for one PBT setup; `space_shape` is `Space.shape` (bounds are arguments)."""
     names, kinds, _ = space_shape
     setup = make_setup(config)
+    check_host_pool_placement(setup.env, "pbt", devices=mesh.size)
     num_updates = config.num_updates
     segments = num_updates // ready_every
     axes = P(mesh.axis_names)

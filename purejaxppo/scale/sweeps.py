@@ -39,6 +39,7 @@ from jax.sharding import PartitionSpec as P
 
 from purejaxppo.compiler import jit
 from purejaxppo.config import HYPERPARAMETERS, STATIC_FIELDS, PPOConfig, field_names, with_hyperparameters
+from purejaxppo.envs.pools import check_host_pool_placement
 from purejaxppo.training.train import RunState, init, make_setup, run
 
 BATCH_AXIS = "batch"
@@ -277,6 +278,7 @@ def _program(config, names, mesh, keep_state, env, env_params):
 
 def _build_program(config, names, mesh, keep_state, env, env_params):
     setup = make_setup(config, env, env_params)
+    check_host_pool_placement(setup.env, "sweep", devices=mesh.size)
     impl = _key_impl()
 
     def cell(key_data: jax.Array, values: dict[str, jax.Array]) -> tuple[RunState | None, dict]:

@@ -9,6 +9,11 @@
 Written once for every policy (see `purejaxppo.models.policies`): a recurrent policy replays each sequence from the carry
 it started the rollout with and the reset flags the rollout recorded, so the loss sees exactly what acting saw (with
 the current parameters). `make_train` and `PPOTrainer` both learn through `fit`.
+
+Host pools with NEXT_STEP resets add `valid` flags (`rollout.Transition.valid`): the loss, the advantage
+standardisation, its diagnostics and the normalisation statistics then leave the reset steps out (weighted means).
+GAE needs no change: the done flag of the step before a reset step already stops the recursion, so a reset step's
+(meaningless) advantage never reaches a valid one. Without the flags (every JAX environment) nothing changes.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ class Batch(NamedTuple):
 
     obs [.., *obs_shape] (normalised), reset [..] bool (the policy's memory restarted before obs), action [..] or
     [.., A], log_prob [..] (the rollout's policy), value [..] (the rollout's critic), advantage [..], target [..],
-    action_mask [.., A] bool or None.
+    action_mask [.., A] bool or None, valid [..] bool (the sample enters the loss) or None (all do).
     """
 
     obs: jax.Array
@@ -44,6 +49,7 @@ class Batch(NamedTuple):
     advantage: jax.Array
     target: jax.Array
     action_mask: Any
+    valid: Any = None
 
 
 class Samples(NamedTuple):
@@ -64,12 +70,14 @@ def normalize_rollout(hp, transition, obs_stats: RunningStats, reward_state: Rew
     Observations are normalised by the caller with the statistics as they were *before* this update.
     Returns ``(rewards, obs_stats, reward_state)``.
     """
-    rewards = transition.reward
+    rewards, valid = transition.reward, transition.valid
     if hp.normalize_rewards:
         dones = transition.terminated | transition.truncated
-        reward_state, rewards = normalize_rewards(reward_state, rewards, dones, hp.gamma, hp.reward_clip, axis_name)
+        reward_state, rewards = normalize_rewards(reward_state, rewards, dones, hp.gamma, hp.reward_clip, axis_name,
+                                                  valid)
     if hp.normalize_observations:
-        obs_stats = update_stats(obs_stats, transition.obs.reshape((-1, *transition.obs.shape[2:])), axis_name)
+        obs_stats = update_stats(obs_stats, transition.obs.reshape((-1, *transition.obs.shape[2:])), axis_name,
+                                 None if valid is None else valid.reshape(-1))
     return rewards, obs_stats, reward_state
 
 
@@ -92,7 +100,7 @@ def prepare_batch(policy: Policy, params, hp, transition, start_carry, obs_stats
         rewards, values, next_values, transition.terminated, transition.truncated, hp.gamma, hp.gae_lambda
     )
     batch = Batch(obs, transition.reset, transition.action, transition.log_prob, values, advantages, targets,
-                  transition.action_mask)
+                  transition.action_mask, transition.valid)
     return batch, obs_stats, reward_state
 
 
@@ -128,7 +136,8 @@ def to_samples(batch: Batch, initial_carry, sequences: bool) -> Samples:
 
 def minibatch_loss(params, policy: Policy, minibatch: Samples, hp, axis_name=None) -> tuple[jax.Array, LossInfo]:
     """`losses.ppo_loss` on a minibatch: the policy unrolled over its samples (sequences time-major, from their
-    initial carry), its heads read with the rollout's action masks, every step weighted equally."""
+    initial carry), its heads read with the rollout's action masks, every step weighted equally (every valid step,
+    when the batch has `valid` flags)."""
     steps = minibatch.steps
     if policy.recurrent:  # [M, T, ...] -> time-major [T, M, ...]
         steps = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), steps)
@@ -141,6 +150,7 @@ def minibatch_loss(params, policy: Policy, minibatch: Samples, hp, axis_name=Non
         clip_eps=hp.clip_param, vf_coeff=hp.vf_coeff, entropy_coeff=hp.entropy_coeff,
         normalize_advantages=hp.normalize_advantages, clip_value_loss=hp.clip_value_loss,
         objective=hp.policy_objective, axis_name=axis_name,
+        weights=None if steps.valid is None else flat(steps.valid),
     )
 
 

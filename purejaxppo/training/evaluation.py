@@ -5,6 +5,9 @@ is the user-facing call on a finished run's state. Each of `num_episodes` enviro
 auto-reset is ignored); the loop stops when all have finished or after the environment's `max_steps_in_episode`. The
 policy acts exactly as in training (`policies.act`, its memory starting fresh), with observations normalised by the
 run's statistics and the config it is given, so every cell of a sweep is evaluated with its own settings.
+
+A host pool (`purejaxppo.envs.pools`) is evaluated on its own evaluation pool (`HostPool.for_evaluation`: the same
+environments, the reproducible callback route, seeded from the evaluation key), never on the pool training steps.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import jax.numpy as jnp
 
 from purejaxppo.config import PPOConfig
 from purejaxppo.envs.make import make_env
+from purejaxppo.envs.pools import HostPool, host_errors
 from purejaxppo.envs.spec import Env
 from purejaxppo.core.normalize import RunningStats, normalize_obs
 from purejaxppo.models.policies import Policy, act, make_policy
@@ -30,6 +34,8 @@ def play_episodes(env: Env, policy: Policy, params, obs_stats: RunningStats, key
 
     `hp` is the run's config: ``hp.normalize_observations`` and ``hp.obs_clip`` (may be traced) are read.
     """
+    if isinstance(env, HostPool):
+        env = env.for_evaluation()
     key_reset, key_run = jax.random.split(key)
     obs, env_state = env.reset(jax.random.split(key_reset, num_episodes))
     zeros = jnp.zeros((num_episodes,), jnp.float32)
@@ -78,4 +84,7 @@ def evaluate(
     policy = make_policy(config, env.spec)
     play = jax.jit(lambda params, stats, k, hp: play_episodes(env, policy, params, stats, k, hp, num_episodes,
                                                                deterministic))
+    if isinstance(env, HostPool):
+        with host_errors(env):
+            return jax.block_until_ready(play(state.params, state.obs_stats, key, config))
     return play(state.params, state.obs_stats, key, config)

@@ -1,6 +1,8 @@
 """Per-update metrics, aggregated on the device: one scalar per metric per update, so memory is flat in run length.
 
-With `axis_name` (data parallelism) every metric covers all devices' environments and samples.
+With `axis_name` (data parallelism) every metric covers all devices' environments and samples. A host pool's `valid`
+flags (`rollout.Transition.valid`) leave its reset steps out of the explained variance; they never end an episode,
+so the episode statistics need no mask. "env_steps" counts every pool step, reset steps included.
 """
 
 from __future__ import annotations
@@ -24,8 +26,14 @@ def _psum(x, axis_name):
     return x if axis_name is None else jax.lax.psum(x, axis_name)
 
 
-def _global_var(x: jax.Array, axis_name) -> jax.Array:
-    """Variance of all elements (of every device's equal-sized `x`, with `axis_name`)."""
+def _global_var(x: jax.Array, axis_name, where=None) -> jax.Array:
+    """Variance of all elements (of every device's equal-sized `x`, with `axis_name`); only those `where` is True,
+    when given."""
+    if where is not None:
+        w = where.astype(x.dtype)
+        count = jnp.maximum(_psum(w.sum(), axis_name), 1.0)
+        mean = _psum(jnp.sum(w * x), axis_name) / count
+        return _psum(jnp.sum(w * jnp.square(x - mean)), axis_name) / count
     if axis_name is None:
         return jnp.var(x)
     mean = jax.lax.pmean(x.mean(), axis_name)
@@ -39,10 +47,13 @@ def masked_mean(values: jax.Array, where: jax.Array, axis_name=None) -> jax.Arra
     return jnp.where(count > 0, total / jnp.maximum(count, 1), jnp.nan)
 
 
-def explained_variance(values: jax.Array, targets: jax.Array, axis_name=None) -> jax.Array:
-    """1 - Var[G - V] / Var[G] (1 is perfect, 0 no better than a constant); NaN if the targets are constant."""
-    var_targets = _global_var(targets, axis_name)
-    residual_var = _global_var(targets - values, axis_name)
+def explained_variance(values: jax.Array, targets: jax.Array, axis_name=None, where=None) -> jax.Array:
+    """1 - Var[G - V] / Var[G] (1 is perfect, 0 no better than a constant); NaN if the targets are constant.
+    `where` (bool, the shape of `values`; None: all) selects the samples."""
+    if where is not None:  # an invalid step's target may be garbage: keep it out of the arithmetic altogether
+        targets, values = jnp.where(where, targets, 0.0), jnp.where(where, values, 0.0)
+    var_targets = _global_var(targets, axis_name, where)
+    residual_var = _global_var(targets - values, axis_name, where)
     return jnp.where(var_targets > 0, 1.0 - residual_var / jnp.where(var_targets > 0, var_targets, 1.0), jnp.nan)
 
 
@@ -74,7 +85,7 @@ def update_metrics(hp, update: jax.Array, transition, info: UpdateInfo, values: 
     return {
         **episode_metrics(transition, axis_name),
         **info.loss._asdict(),
-        "explained_variance": explained_variance(values, targets, axis_name),
+        "explained_variance": explained_variance(values, targets, axis_name, transition.valid),
         "grad_norm": info.grad_norm,
         "learning_rate": learning_rate_at(hp.learning_rate, hp.anneal_lr, update, hp.num_updates),
         "env_steps": env_steps_done(update, hp, axis_name),

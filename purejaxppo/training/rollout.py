@@ -7,6 +7,10 @@ afterwards for the whole batch at once (`batch.prepare_batch`), ``V(obs_t)`` and
 `final_obs_t` is the pre-reset successor of `obs_t` (the same array as ``obs_{t+1}`` unless the episode ended at t).
 One batched critic pass replaces T small ones, and it gives GAE exactly what it needs, including the value of the last
 observation before a time-limit reset.
+
+Host pools that reset on the step after an episode's end (``env.spec.next_step_reset``, EnvPool) add a `valid` flag
+per step (False on that reset step) and say themselves where an episode starts (`EnvStep.episode_start`, the policy's
+reset flag); the branch is static, so every other environment records exactly what it did before.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ class RolloutState(NamedTuple):
 
     env_state: [N] the environments' states.
     obs:       [N, *obs_shape] the current raw observation.
-    done:      [N] bool, the previous step ended an episode (so `obs` starts one): the policy's reset flag.
+    done:      [N] bool, `obs` starts an episode (the previous step ended one; for a NEXT_STEP host pool, the previous
+               step was its reset step): the policy's reset flag.
     carry:     the policy's memory of each environment (``()`` for a feed-forward policy).
     """
 
@@ -51,6 +56,8 @@ class Transition(NamedTuple):
     action_mask:    [T, N, A] bool legal actions at obs, or None when the environment defines no mask
     episode_return: [T, N] running return incl. this step; the finished episode's return where done
     episode_length: [T, N] running length incl. this step; the finished episode's length where done
+    valid:          [T, N] bool, False on a NEXT_STEP host pool's reset step (its action ignored, its reward 0, never
+                    done): the learner masks it. None for every environment with ``spec.next_step_reset`` False.
     """
 
     obs: jax.Array
@@ -64,6 +71,7 @@ class Transition(NamedTuple):
     action_mask: Any
     episode_return: jax.Array
     episode_length: jax.Array
+    valid: Any = None
 
 
 def split_per_env(key: jax.Array, num_envs: int, axis_name=None) -> jax.Array:
@@ -151,6 +159,8 @@ def collect(
       ``(transition [T, N], state)``, the state after the last step.
     """
 
+    masked = env.spec.next_step_reset  # static: only NEXT_STEP host pools record `valid`
+
     def step(state: RolloutState, noise: StepNoise):
         mask = env.action_mask(state.env_state)
         obs = normalize_obs(obs_stats, state.obs, hp.obs_clip, hp.normalize_observations)
@@ -159,9 +169,10 @@ def collect(
         out = env.step(noise.env_keys, state.env_state, action)
         transition = Transition(
             state.obs, state.done, action, log_prob, out.reward, out.terminated, out.truncated, out.final_obs, mask,
-            out.episode_return, out.episode_length,
+            out.episode_return, out.episode_length, out.valid if masked else None,
         )
-        return RolloutState(out.env_state, out.obs, out.terminated | out.truncated, carry), transition
+        starts = out.episode_start if masked else out.terminated | out.truncated
+        return RolloutState(out.env_state, out.obs, starts, carry), transition
 
     noise = draw_rollout_noise(env.spec, action_key, env_key, hp.num_steps, start.obs.shape[0], axis_name)
     state, transition = jax.lax.scan(step, start, noise)

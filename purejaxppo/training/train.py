@@ -29,6 +29,7 @@ from purejaxppo.core import streams
 from purejaxppo.training.batch import fit, prepare_batch, to_samples
 from purejaxppo.config import HYPERPARAMETERS, PPOConfig, with_hyperparameters
 from purejaxppo.envs.make import make_env
+from purejaxppo.envs.pools import HostPool, HostProgram, check_host_pool_placement
 from purejaxppo.envs.spec import Env
 from purejaxppo.training.evaluation import play_episodes
 from purejaxppo.training.metrics import update_metrics
@@ -80,10 +81,19 @@ class Setup(NamedTuple):
 
 
 def make_setup(config: PPOConfig, env=None, env_params=None, axis_name=None) -> Setup:
-    """Build the environment (`config.env_name`, or the given `env`) and the policy for `config`."""
+    """Build the environment (`config.env_name`, or the given `env`) and the policy for `config`.
+
+    A host pool (``"envpool:..."``, ``"gymnasium:..."``, a `pools.HostPool`) trains on one device (no `axis_name`)
+    and evaluates after training only (``eval_every`` must be 0: evaluation needs its own pool).
+    """
     if not isinstance(config, PPOConfig):
         raise TypeError(f"make_train needs a PPOConfig, got {type(config).__name__}")
     env = make_env(config.env_name, config.env_kwargs_dict, env, env_params)
+    check_host_pool_placement(env, "make_train", axis_name=axis_name)
+    if isinstance(env, HostPool) and config.eval_every > 0:
+        raise ValueError(f"PPOConfig.eval_every must be 0 for {env.name}, a host environment pool (got "
+                         f"{config.eval_every}): evaluate after training (evaluate, load_policy(...).evaluate), on its "
+                         "own pool")
     return Setup(config, env, make_policy(config, env.spec), axis_name)
 
 
@@ -230,6 +240,10 @@ def make_train(config: PPOConfig, env=None, env_params=None) -> Callable[..., Tr
     ``train(key, schedule={name: [S] values})`` trains with a hyperparameter schedule instead: S equal segments, each
     with its row (`run_schedule`; what a `pbt` member's schedule replays as, `PBTResult.schedule`).
     Metrics are ``[num_updates]`` arrays named in `metrics.METRIC_NAMES` (plus "eval_return" when eval_every > 0).
+
+    On a host pool (``"envpool:<task>"``, ``"gymnasium:<id>"``, `pools.HostPool`) `train` is a `pools.HostProgram`:
+    the same jitted function (``jax.vmap(train)`` merges the seeds into one pool, see `purejaxppo.envs.pools.base`),
+    which called directly waits for its result and reports a host failure in one line (`pools.HostEnvError`).
     """
     setup = make_setup(config, env, env_params)
 
@@ -239,6 +253,8 @@ def make_train(config: PPOConfig, env=None, env_params=None) -> Callable[..., Tr
             return TrainOutput(*run(setup, init(setup, key, hp), hp))
         return TrainOutput(*run_schedule(setup, key, hp, schedule))
 
+    if isinstance(setup.env, HostPool):
+        return HostProgram(train, setup.env)
     return jax.jit(train)  # plain: users nest it (jax.jit(jax.vmap(train)))
 
 

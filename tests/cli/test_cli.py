@@ -114,8 +114,8 @@ def test_eval_gif_refuses_an_environment_the_visualiser_cannot_draw():
     (["pbt", "--env", ""], "--env is empty"),
     (["train", "--env", " ", "--config-file", "c.toml"], "--env is empty"),
     (["train", "--env", "foo:Bar"], "'foo:Bar': 'foo' is not a known suite. The suites are 'brax:<name>',"),
-    (["train", "--env", "envpool:Pong-v5"], "'envpool' is not a known suite (its environments are not available yet)"),
-    (["pbt", "--env", "gymnasium:CartPole-v1"], "'gymnasium' is not a known suite (its environments are not"),
+    (["train", "--env", "envpool:NoSuchTask-v0"], "env 'envpool:NoSuchTask-v0'"),  # no such task, or no envpool extra
+    (["train", "--env", "gymnasium:NoSuchEnv-v0"], "gymnasium env 'NoSuchEnv-v0' cannot be made: NameNotFound"),
     (["train", "--env", "Brax:hopper"], "Did you mean 'brax:hopper'?"),
     (["train", "--env", "CartPole-v0"], "Did you mean 'CartPole-v1'? Registered: CartPole-v1"),
     (["train", "--env", "Cartpole-v1"], "Did you mean 'CartPole-v1'?"),
@@ -145,7 +145,7 @@ def test_bad_input_gives_one_line_error_and_exit_2(capsys, monkeypatch, tmp_path
 @pytest.mark.parametrize("env_name, expected", [
     ("", "PPOConfig.env_name is empty"),
     ("foo:Bar", "'foo' is not a known suite"),
-    ("envpool:Pong-v5", "not available yet"),
+    ("Envpool:Pong-v5", "Did you mean 'envpool:Pong-v5'?"),
     ("cartpole-v1", "Did you mean 'CartPole-v1'?"),
 ])
 def test_ppoconfig_checks_the_env_name_as_the_command_line_does(env_name, expected):

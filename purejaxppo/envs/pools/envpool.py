@@ -1,0 +1,253 @@
+"""EnvPool tasks as a host pool (``env_name="envpool:<task>"``; the optional extra: ``pip install
+"purejaxppo[envpool]"``, EnvPool 1.2.5 with MuJoCo and the Atari ROMs bundled).
+
+    PPOConfig(env_name="envpool:Pong-v5", env_kwargs={"episodic_life": True})         # the callback route
+    PPOConfig(env_name="envpool:HalfCheetah-v4", env_kwargs={"backend": "xla"})       # EnvPool's XLA calls
+
+Every id of ``envpool.list_all_envs()`` works (CartPole-v1, Pendulum-v1, HalfCheetah-v4, Hopper-v4, Walker2d-v4,
+Pong-v5, Breakout-v5, ...); an unknown one is a ValueError at once, with the close matches. EnvPool runs in sync mode
+(every step sends all environments' actions and waits for all of them), with its gymnasium API.
+
+env_kwargs:
+
+* ``backend``: ``"callback"`` (default) or ``"xla"``.
+
+  - callback: each reset builds a pool of ``S * N`` environments (S seeds of N) with ``env_seed`` = each seed's
+    ``seed + i`` (`base` module docstring: the seeds come from the run key), stepped with EnvPool's NumPy API through
+    ``io_callback``. Reproducible: the same key gives the same bits, call after call, and seed s of an S-seed run
+    steps exactly what a one-seed run with key s steps.
+  - xla: EnvPool's own XLA custom calls (``env.xla()``: no Python per step; 2-5x faster env stepping on CPU). Such a
+    call names its pool in a compile-time attribute, so the pool is built when the program is traced and cannot be
+    seeded from the run key: its ``S * N`` environments get ``pool_seed + i`` with ``pool_seed`` derived from the
+    ``seed`` entry (below) and the pool's size. A compiled program called again continues the pool's random streams;
+    `make_train`'s train function therefore traces (and compiles) again on every call after the first, on a fresh
+    pool with the same seeds, so that the same key gives the same bits. A program you jit yourself
+    (``jax.jit(jax.vmap(train))``) continues the streams instead. Old pools stay alive as long as this object, since
+    a compiled program may still call them.
+* ``seed`` (xla only, int, default 0): the XLA pool's seed; ``pool_seed = SeedSequence([seed, S * N])``'s first
+  word mod 2**30.
+* any of the task's EnvPool options (``envpool.make_spec(task).config``: ``max_episode_steps``, ``episodic_life``,
+  ``reward_clip``, ``stack_num``, ``frame_skip``, ``img_height``, ``num_threads``, ...), except those this adapter
+  sets (`RESERVED`). Unknown keys are a ValueError listing the task's options.
+
+Semantics (`base`): EnvPool resets NEXT_STEP, so the step after a done is masked (``EnvSpec.next_step_reset``);
+``terminated`` and ``truncated`` are EnvPool's (``terminated = done & ~trunc``: an episode that terminates on the time
+limit's step is reported truncated, a limitation of EnvPool's API); episode returns and lengths are EnvPool's own
+(the summed rewards and ``elapsed_step`` of the done step). Observations: float64 ones arrive as float32; Atari's
+uint8 frames ``[stack, H, W]`` stay uint8 and are transposed to ``[H, W, stack]`` (the CNNs' layout). Discrete actions
+go as int32, continuous ones clipped into the action space's bounds and sent in EnvPool's dtype (float64 for MuJoCo).
+
+Float64 (MuJoCo) on the XLA route: ``xla()`` is built, and every send/recv traced, inside ``jax.enable_x64(True)``,
+casting at the boundary, so x64 never leaks into the rest of the program (``jax_enable_x64`` stays False). Building
+``xla()`` outside that scope makes EnvPool write 8-byte values into 4-byte buffers (memory corruption), so it never is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+from types import ModuleType
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import io_callback
+
+from purejaxppo.envs.pools.base import SEED_LIMIT, TOKEN, HostPool, HostStep, describe_spaces
+from purejaxppo.extras import import_extra
+
+PREFIX = "envpool:"
+BACKENDS = ("callback", "xla")
+# EnvPool options this adapter sets itself (pool sizes, seeds, the gymnasium API), refused in env_kwargs.
+RESERVED = ("num_envs", "batch_size", "seed", "env_seed", "max_num_players", "gym_reset_return_info", "base_path")
+
+
+def envpool_module(task: str) -> ModuleType:
+    return import_extra("envpool", f"{PREFIX}{task}", "envpool")
+
+
+def envpool_check(task: str) -> None:
+    """Raise a one-line ValueError unless `task` is an EnvPool id (naming the close matches), or envpool is missing."""
+    names = envpool_module(task).list_all_envs()
+    if task not in names:
+        close = difflib.get_close_matches(task, names, n=3, cutoff=0.6)
+        guess = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"env '{PREFIX}{task}': EnvPool has no task {task!r}.{guess} "
+                         f"(envpool.list_all_envs() lists its {len(names)} tasks)")
+
+
+def make_envpool_env(task: str, **env_kwargs: Any) -> EnvPoolTask:
+    """The host pool ``envpool:<task>`` names, from the env_kwargs above (the `registry.Suite` factory)."""
+    backend = env_kwargs.pop("backend", "callback")
+    if backend not in BACKENDS:
+        raise ValueError(f"PPOConfig.env_kwargs['backend'] must be one of {list(BACKENDS)} for '{PREFIX}{task}', "
+                         f"got {backend!r}")
+    if backend == "xla":
+        return EnvPoolXLA(task, **env_kwargs)
+    if "seed" in env_kwargs:
+        raise ValueError(f"PPOConfig.env_kwargs['seed'] is only for backend 'xla' ('{PREFIX}{task}'): the callback "
+                         "route seeds its environments from the run key")
+    return EnvPoolTask(task, **env_kwargs)
+
+
+def needs_x64(pool) -> bool:
+    """Whether any of the pool's actions or state arrays is 64-bit (MuJoCo's float64 observations and actions)."""
+    specs = list(pool.spec.action_array_spec.values()) + list(pool.spec.state_array_spec.values())
+    return any(np.dtype(s.dtype).itemsize == 8 and np.dtype(s.dtype).kind in "fiu" for s in specs)
+
+
+class EnvPoolTask(HostPool):
+    """An EnvPool task stepped through ``io_callback`` (the callback route; see the module docstring).
+
+    Args:
+      task: an EnvPool id, e.g. "CartPole-v1", "HalfCheetah-v4", "Pong-v5".
+      **options: EnvPool's options of the task (not `RESERVED`).
+    """
+
+    same_step = False
+
+    def __init__(self, task: str, **options: Any):
+        self.task, self.options = task, dict(options)
+        self.name = f"env '{PREFIX}{task}'"
+        self._envpool = envpool_module(task)
+        envpool_check(task)
+        allowed = [k for k in self._envpool.make_spec(task).config._fields if k not in RESERVED]
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise ValueError(f"PPOConfig.env_kwargs has unknown key(s) {unknown} for '{PREFIX}{task}'; it takes "
+                             f"{['backend', 'seed', *allowed]}")
+        try:
+            probe = self._make(1, env_seed=[0])
+        except Exception as error:
+            raise ValueError(f"PPOConfig.env_kwargs {self.options!r} do not give a working '{PREFIX}{task}': "
+                             f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
+        self.spec, self.observations = describe_spaces(
+            f"{PREFIX}{task}", probe.observation_space, probe.action_space, probe.config["max_episode_steps"],
+            next_step_reset=True, channels_first=True)
+        self.action_dtype = np.dtype(probe.spec.action_array_spec["action"].dtype)
+        self.x64 = needs_x64(probe)
+        probe.close()
+        self._pool = None
+        super().__init__()
+
+    def _make(self, num_envs: int, **seeding):
+        return self._envpool.make(self.task, env_type="gymnasium", num_envs=num_envs, batch_size=num_envs,
+                                  **seeding, **self.options)
+
+    # ---------------------------------------------------------------------------------------------------- host side
+    def _host_reset(self, seeds: list[int], num_envs: int) -> np.ndarray:
+        # EnvPool seeds once, when built (reset(seed=) is ignored): a fresh pool for every reset, so the same seeds
+        # start the same random streams again
+        self.close()
+        self._pool = self._make(len(seeds) * num_envs, env_seed=[s + i for s in seeds for i in range(num_envs)])
+        return self._pool.reset()[0]
+
+    def _host_step(self, action: np.ndarray) -> HostStep:
+        if self._pool is None:
+            raise RuntimeError("the pool was not reset")
+        obs, reward, terminated, truncated, _ = self._pool.step(action.astype(self.action_dtype, copy=False))
+        return HostStep(obs, reward, terminated, truncated, obs)
+
+    def _broken(self) -> None:
+        self.close()
+
+    def _evaluation_pool(self) -> HostPool:
+        return EnvPoolTask(self.task, **self.options)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+
+class _XLAPool:
+    """One EnvPool pool and its XLA functions (bound to it at compile time)."""
+
+    def __init__(self, pool, x64: bool):
+        self.pool, self.used = pool, False
+        with (jax.enable_x64(True) if x64 else contextlib.nullcontext()):
+            handle, self.recv, self.send, _ = pool.xla()
+        self.handle = np.asarray(handle)
+
+
+class EnvPoolXLA(EnvPoolTask):
+    """An EnvPool task stepped by EnvPool's own XLA custom calls (the xla route; see the module docstring).
+
+    Args:
+      task, **options: as `EnvPoolTask`.
+      seed: the pools' integer seed (a pool of B environments gets ``pool_seed(B) + i``).
+    """
+
+    def __init__(self, task: str, seed: int = 0, **options: Any):
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+            raise ValueError(f"PPOConfig.env_kwargs['seed'] must be a non-negative integer for '{PREFIX}{task}', "
+                             f"got {seed!r}")
+        self.seed = seed
+        self._current: dict[int, _XLAPool] = {}  # pool size -> the pool programs traced now step
+        self._alive: list[_XLAPool] = []  # every pool built: a compiled program may still call it
+        super().__init__(task, **options)
+        self.name = f"env '{PREFIX}{task}' (xla backend)"
+
+    def pool_seed(self, batch: int) -> int:
+        """EnvPool's `seed` for a pool of `batch` environments (environment i gets ``pool_seed + i``)."""
+        return int(np.random.SeedSequence([self.seed, batch]).generate_state(1)[0]) % SEED_LIMIT
+
+    def _scope(self):
+        return jax.enable_x64(True) if self.x64 else contextlib.nullcontext()
+
+    def _xla_pool(self, batch: int, fresh: bool) -> _XLAPool:
+        """The pool of `batch` environments programs traced now use; a reset traced after that pool ran gets a new
+        one (same seed), so its program starts the same random streams again."""
+        current = self._current.get(batch)
+        if current is None and not fresh:
+            raise ValueError(f"{self.name}: a step of {batch} environments was traced before any reset of that many: "
+                             "trace (or run) the program that resets the pool first")
+        if current is None or (fresh and current.used):
+            current = _XLAPool(self._make(batch, seed=self.pool_seed(batch)), self.x64)
+            self._current[batch] = current
+            self._alive.append(current)
+        return current
+
+    def _recv(self, xla_pool: _XLAPool, token):
+        """EnvPool's recv, traced inside the x64 scope, cast to 32 bits before leaving it."""
+        with self._scope():
+            token, (obs, reward, terminated, truncated, _) = xla_pool.recv(token)
+            obs = obs.astype(self.observations.raw.dtype)
+            reward = reward.astype(jnp.float32)
+        return token, obs, reward, terminated, truncated
+
+    def _traced_reset(self, seeds: jax.Array, num_envs: int):
+        xla_pool = self._xla_pool(seeds.shape[0] * num_envs, fresh=True)
+
+        def host(seeds):  # `seeds` only orders the call: this pool's seeds were fixed when it was built
+            xla_pool.pool.async_reset()
+            xla_pool.used = True
+            return xla_pool.handle
+
+        token = io_callback(host, TOKEN, seeds, ordered=False)
+        token, obs, *_ = self._recv(xla_pool, token)
+        return self._state_token(xla_pool, token), obs
+
+    def _traced_step(self, token: jax.Array, action: jax.Array):
+        xla_pool = self._xla_pool(action.shape[0], fresh=False)
+        with self._scope():
+            token = xla_pool.send(self._state_token(xla_pool, token), action.astype(self.action_dtype))
+        token, obs, reward, terminated, truncated = self._recv(xla_pool, token)
+        return self._state_token(xla_pool, token), obs, reward, terminated, truncated, obs
+
+    @staticmethod
+    def _state_token(xla_pool: _XLAPool, token: jax.Array) -> jax.Array:
+        """EnvPool's token (its pool's handle, an address) XOR that handle: zeros in the `PoolState`, so the same key
+        gives the same bits on a fresh pool, and the handle again on the way back to `send` (a data dependency only:
+        EnvPool ignores its value)."""
+        return token ^ jnp.asarray(xla_pool.handle)
+
+    def needs_retrace(self) -> bool:
+        return any(pool.used for pool in self._current.values())
+
+    def _evaluation_pool(self) -> HostPool:
+        return EnvPoolTask(self.task, **self.options)  # evaluation seeds from its key: the callback route
+
+    def close(self) -> None:
+        """Nothing to close: a compiled program may still call this object's pools (they go with it)."""
