@@ -98,9 +98,10 @@ def list_envs_command(cmd: ListEnvs) -> int:
     for name in sorted(n for n in shipped if any(n.startswith(p) for p in SUITES)):
         print(f"* {name}")
     print("* = shipped config (purejaxppo/configs/<env>.toml)")
-    print("Other suites (env name <suite>:<name>), each an extra:")
-    for prefix in SUITES:
+    print("Other suites (env name <suite>:<name>), each an extra unless it comes with purejaxppo:")
+    for prefix, entry in SUITES.items():
         suite = prefix.rstrip(":")
-        print(f"  {suite}: " + ("installed" if suite_installed(prefix) else
-                                f"not installed (pip install 'purejaxppo[{suite}]')"))
+        install = f"pip install {entry.module}" if entry.core else f"pip install 'purejaxppo[{suite}]'"
+        print(f"  {suite}: " + ("installed" + (" (comes with purejaxppo)" if entry.core else "")
+                                if suite_installed(prefix) else f"not installed ({install})"))
     return 0

@@ -35,15 +35,17 @@ class Suite(NamedTuple):
       Gymnasium: `purejaxppo.envs.pools`), stepped from inside the jitted program, instead of being vmapped JAX
       functions: make(name, **env_kwargs) then returns the `pools.HostPool` itself, already an `Env`. `make_env` is
       the one place that branches on it.
+    core: the module is a dependency of purejaxppo itself (gymnasium comes with gymnax), so the suite has no extra.
     """
 
     check: Callable[[str], Any]
     make: Callable[..., tuple[Any, Any]]
     module: str
     on_host: bool = False
+    core: bool = False
 
 
-# prefix -> suite (its extra is the prefix without the colon); an adapter module imports its suite only inside these
+# prefix -> suite (its extra, unless `core`, is the prefix without the colon); an adapter module imports its suite only inside these
 # functions
 SUITES: dict[str, Suite] = {
     BRAX_PREFIX: Suite(brax_check, make_brax_env, "brax"),
@@ -52,7 +54,7 @@ SUITES: dict[str, Suite] = {
     "navix:": Suite(navix_check, make_navix_env, "navix"),
     "playground:": Suite(playground_check, make_playground_env, "mujoco_playground"),
     "envpool:": Suite(envpool_check, make_envpool_env, "envpool", on_host=True),
-    "gymnasium:": Suite(gymnasium_check, make_gymnasium_env, "gymnasium", on_host=True),
+    "gymnasium:": Suite(gymnasium_check, make_gymnasium_env, "gymnasium", on_host=True, core=True),
 }
 
 

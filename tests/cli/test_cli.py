@@ -209,11 +209,11 @@ def test_list_envs_says_which_suites_are_installed(capsys, monkeypatch):
     def installed(prefix):
         return importlib.util.find_spec(SUITES[prefix].module) is not None
 
-    expected = [f"  {p[:-1]}: installed" if installed(p) else
+    expected = [f"  {p[:-1]}: installed" + (" (comes with purejaxppo)" if SUITES[p].core else "") if installed(p) else
                 f"  {p[:-1]}: not installed (pip install 'purejaxppo[{p[:-1]}]')" for p in SUITES]
     code, out, _ = run_cli(capsys, "list-envs")
     assert code == 0 and out.splitlines()[-len(SUITES):] == expected
-    assert {p[:-1] for p in SUITES} == {"brax", "craftax", "jumanji", "navix", "playground"}
+    assert {p[:-1] for p in SUITES} == {"brax", "craftax", "jumanji", "navix", "playground", "envpool", "gymnasium"}
     real, modules = importlib.util.find_spec, {suite.module for suite in SUITES.values()}
 
     def find_spec(name, *args):  # as if only brax and playground were installed
@@ -224,17 +224,20 @@ def test_list_envs_says_which_suites_are_installed(capsys, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     code, out, _ = run_cli(capsys, "list-envs")
     assert out.splitlines()[-len(SUITES) - 1:] == [
-        "Other suites (env name <suite>:<name>), each an extra:", "  brax: installed",
+        "Other suites (env name <suite>:<name>), each an extra unless it comes with purejaxppo:", "  brax: installed",
         "  craftax: not installed (pip install 'purejaxppo[craftax]')",
         "  jumanji: not installed (pip install 'purejaxppo[jumanji]')",
-        "  navix: not installed (pip install 'purejaxppo[navix]')", "  playground: installed"]
+        "  navix: not installed (pip install 'purejaxppo[navix]')", "  playground: installed",
+        "  envpool: not installed (pip install 'purejaxppo[envpool]')",
+        "  gymnasium: not installed (pip install gymnasium)"]
 
 
 @pytest.mark.timeout(120)
 def test_list_envs_imports_no_suite():
+    """(A `core` suite's module, gymnasium, is not optional: gymnax imports it.)"""
     check = ("import sys; from purejaxppo import cli; from purejaxppo.envs import SUITES; "
              "assert cli.main(['list-envs']) == 0; "
-             "print(sorted(s.module for s in SUITES.values() if s.module in sys.modules))")
+             "print(sorted(s.module for s in SUITES.values() if s.module in sys.modules and not s.core))")
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=100, check=False,
                           env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert done.returncode == 0, done.stderr

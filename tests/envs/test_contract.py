@@ -53,13 +53,24 @@ CASES = {
     "navix:": Case("navix:Navix-Empty-5x5-v0", {}, "max_steps"),
     "playground:": Case("playground:CartpoleBalance", {}, "episode_length"),
 }
-IDS = [*SUITES, "CartPole-v1", "Pendulum-v1"]
+# Host pools (`Suite.on_host`): the environments run on the host, so their resets cannot be recomputed from a key; the
+# same contract is checked on what the pipeline sees (`HostPool.reset`/`step`), with the time limit as an option of the
+# pool. EnvPool resets on the step after the end (NEXT_STEP: that step is flagged invalid), Gymnasium on the same step.
+HOST_CASES = {
+    "envpool:": Case("envpool:CartPole-v1", {}, "max_episode_steps"),
+    "gymnasium:": Case("gymnasium:CartPole-v1", {}, "max_episode_steps"),
+}
+IDS = [*(p for p in SUITES if not SUITES[p].on_host), "CartPole-v1", "Pendulum-v1"]
+HOST_IDS = [p for p in SUITES if SUITES[p].on_host]
 
 
 def test_every_suite_has_a_case():
-    missing = sorted(set(SUITES) - set(CASES))
+    missing = sorted(set(SUITES) - set(CASES) - set(HOST_CASES))
     assert not missing, f"no contract case for the suite(s) {missing}: add a small environment of each to CASES"
-    assert all(suite_of(CASES[prefix].env_name)[1] is SUITES[prefix] for prefix in SUITES)
+    cases = {**CASES, **HOST_CASES}
+    assert all(suite_of(cases[prefix].env_name)[1] is SUITES[prefix] for prefix in SUITES)
+    assert all(SUITES[prefix].on_host for prefix in HOST_CASES) and not any(SUITES[p].on_host for p in CASES
+                                                                            if p in SUITES)
 
 
 def build(case: Case) -> tuple[Env, Any]:
@@ -177,4 +188,86 @@ def test_same_key_same_bits(runs):
     flat, again = jax.tree.leaves(runs.short), jax.tree.leaves(runs.again)
     assert len(flat) == len(again)
     for a, b in zip(flat, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------------------------------------------ host pools
+H = 4 * LIMIT + 2  # steps of a host run: at least three episode ends, with NEXT_STEP's extra step after each
+
+
+@pytest.fixture(scope="module", params=HOST_IDS)
+def host_runs(request) -> Runs:
+    name = request.param
+    extra = name[:-1]
+    pytest.importorskip(SUITES[name].module,
+                        reason=f"{extra} is not installed (optional extra: pip install 'purejaxppo[{extra}]')")
+    case = HOST_CASES[name]
+    env = make_env(case.env_name, {**case.env_kwargs, case.limit_kwarg: LIMIT})
+
+    @jax.jit
+    def run(key):
+        keys = jax.random.split(key, (H + 1, N))
+        obs0, state = env.reset(keys[0])
+        action = jnp.zeros((N,), jnp.int32) if env.spec.discrete else jnp.zeros((N, env.spec.num_actions))
+
+        def step(state, step_keys):
+            out = env.step(step_keys, state, action)
+            return out.env_state, {**out._asdict(), "env_state": None}
+
+        return obs0, jax.lax.scan(step, state, keys[1:])[1]
+
+    key = jax.random.key(7)
+    obs0, short = jax.tree.map(np.asarray, run(key))
+    obs0_again, again = jax.tree.map(np.asarray, run(key))
+    np.testing.assert_array_equal(obs0_again, obs0)
+    return Runs(env, obs0, short, again, {})
+
+
+def test_host_pool_shapes_and_dtypes_follow_the_spec(host_runs):
+    spec, out = host_runs.env.spec, host_runs.short
+    assert host_runs.obs0.shape == (N, *spec.obs_shape) and host_runs.obs0.dtype == np.float32
+    for name in ("obs", "final_obs"):
+        assert out[name].shape == (H, N, *spec.obs_shape) and out[name].dtype == np.float32, name
+    for name, dtype in (("reward", np.float32), ("terminated", np.bool_), ("truncated", np.bool_),
+                        ("episode_return", np.float32), ("episode_length", np.int32), ("valid", np.bool_),
+                        ("episode_start", np.bool_)):
+        assert out[name].shape == (H, N) and out[name].dtype == dtype, name
+
+
+def test_host_pool_time_limit_truncates_and_auto_resets(host_runs):
+    """Episodes of LIMIT valid steps, each ended by a truncation (never a termination); on a NEXT_STEP pool the step
+    after each end is flagged invalid and starts the next episode, on a SAME_STEP pool the ending step's obs does."""
+    spec, out = host_runs.env.spec, host_runs.short
+    valid, done = out["valid"], out["truncated"]
+    assert not out["terminated"].any() and not (done & ~valid).any()
+    for env_i in range(N):
+        lengths = np.diff(np.concatenate([[-1], np.flatnonzero(done[:, env_i])]))  # steps between ends
+        if spec.next_step_reset:
+            np.testing.assert_array_equal(valid[1:, env_i], ~done[:-1, env_i])  # the step after an end, only
+            np.testing.assert_array_equal(out["episode_start"][:, env_i], ~valid[:, env_i])
+            assert (lengths[1:] == LIMIT + 1).all() and lengths[0] == LIMIT  # LIMIT steps and the masked one
+        else:
+            assert valid[:, env_i].all()
+            np.testing.assert_array_equal(out["episode_start"][:, env_i], done[:, env_i])
+            assert (lengths == LIMIT).all()
+        assert done[:, env_i].sum() >= 3
+    np.testing.assert_array_equal(out["episode_length"][done], LIMIT)
+    # the ending step's final_obs is the pre-reset observation: on a SAME_STEP pool obs already belongs to the next
+    # episode, on a NEXT_STEP pool obs is that observation and the next (invalid) step brings the reset
+    if spec.next_step_reset:
+        np.testing.assert_array_equal(out["final_obs"][done], out["obs"][done])
+    else:
+        assert not np.array_equal(out["final_obs"][done], out["obs"][done])
+        np.testing.assert_array_equal(out["final_obs"][~done], out["obs"][~done])
+    # statistics: each episode's return is the sum of its valid rewards, the ending step's included
+    for env_i in range(N):
+        start = 0
+        for t in np.flatnonzero(done[:, env_i]):
+            expected = (out["reward"][start:t + 1, env_i] * valid[start:t + 1, env_i]).sum()
+            np.testing.assert_allclose(out["episode_return"][t, env_i], expected, rtol=1e-6)
+            start = t + 1
+
+
+def test_host_pool_same_key_same_bits(host_runs):
+    for a, b in zip(jax.tree.leaves(host_runs.short), jax.tree.leaves(host_runs.again), strict=True):
         np.testing.assert_array_equal(a, b)
