@@ -4,7 +4,7 @@ Importing `purejaxppo.config` imports jax and gymnax (about 3 s), which ``pureja
 should not wait for. So this module reads them from the *source* of ``purejaxppo/config.py`` with `ast` (nothing is
 executed): the fields and defaults of the `PPOConfig` class body, each field's help from the "Attributes:" section of
 its docstring, and the choices of the fields checked with ``_check_choice(config, "<field>", <TUPLE>)``. `PPOConfig`
-stays the one place the fields are written; tests/test_cli.py checks that this reading equals the real class.
+stays the one place the fields are written; tests/cli/test_cli.py checks that this reading equals the real class.
 """
 
 from __future__ import annotations

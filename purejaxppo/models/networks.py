@@ -67,7 +67,7 @@ class Conv3x3(nn.Module):
     """A 3x3 'SAME' convolution written as one matmul over image patches (im2col).
 
     ``[B, H, W, C_in] -> [B, H, W, features]``. The kernel has the usual ``[3, 3, C_in, features]`` layout and the
-    result equals ``jax.lax.conv_general_dilated`` (tests/test_networks.py checks it). On XLA:CPU a convolution's
+    result equals ``jax.lax.conv_general_dilated`` (tests/models/test_networks.py checks it). On XLA:CPU a convolution's
     gradient inside `lax.scan` (the minibatch loop) ran 4.4x slower than this matmul form, which made MinAtar
     training 3.9x faster end to end; on accelerators the two compile to comparable code.
     """
