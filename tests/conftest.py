@@ -12,3 +12,4 @@ def strict_ranks():
     """Raise on implicit rank promotion (catches silent broadcasting) for the duration of one test."""
     with jax.numpy_rank_promotion("raise"):
         yield
+

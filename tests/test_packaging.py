@@ -73,8 +73,11 @@ def test_every_extra_the_documentation_names_exists():
 def test_every_environment_suite_has_its_extra():
     from purejaxppo.envs import SUITES
 
-    assert {"brax", "playground", "craftax", "jumanji", "navix"} == {p.rstrip(":") for p in SUITES}
-    assert {p.rstrip(":") for p in SUITES} <= set(PROJECT["optional-dependencies"])
+    assert {"brax", "playground", "craftax", "jumanji", "navix", "envpool", "gymnasium"} == {p.rstrip(":") for p in SUITES}
+    extras = {p.rstrip(":") for p, suite in SUITES.items() if not suite.core}
+    assert extras <= set(PROJECT["optional-dependencies"])
+    core = [suite.module for suite in SUITES.values() if suite.core]  # no extra: a dependency brings them
+    assert core == ["gymnasium"] and "gymnax" in " ".join(PROJECT["dependencies"])
 
 
 def test_no_file_offers_disabling_xdist():

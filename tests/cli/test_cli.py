@@ -15,22 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import TRAIN, run_cli
 
 from purejaxppo import PPOConfig, cli
 from purejaxppo.configs import load_config, read_config_file, shipped_config_names, shipped_config_path
 
-TINY = ["--num-envs", "4", "--num-steps", "16", "--total-timesteps", "1280"]  # 20 updates of 64 steps
-TRAIN = ["train", *TINY, "--num-seeds", "2", "--checkpoint-every", "5", "--quiet"]
+TRAIN = [*TRAIN, "--checkpoint-every", "5"]
 REQUIRED_CONFIGS = {
     "CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1", "MountainCarContinuous-v0", "Catch-bsuite",
     "MemoryChain-bsuite", "Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar",
 }
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def png_size(path: Path) -> tuple[int, int]:

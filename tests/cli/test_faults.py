@@ -20,6 +20,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from cli_helpers import TRAIN, one_error_line, records, run_cli, steps
 
 from purejaxppo import PPOConfig, cli
 from purejaxppo.runs import logs
@@ -28,30 +29,7 @@ from purejaxppo.runs.policy import restore_run_state
 from purejaxppo.runs.progress import ChunkRunner
 from purejaxppo.runs.runlock import RunLock, RunLockedError
 
-TINY = ["--num-envs", "4", "--num-steps", "16", "--total-timesteps", "1280"]  # 20 updates of 64 steps
-TRAIN = ["train", *TINY, "--num-seeds", "2", "--quiet"]
 DIVERGING = ["--learning-rate", "1e30", "--max-grad-norm", "1e30"]
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    return lines[0]
-
-
-def records(run_dir: Path) -> list[dict]:
-    return logs.read_records(run_dir / logs.METRICS_FILE)
-
-
-def steps(run_dir: Path) -> list[int]:
-    return sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,13 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from cli_helpers import TRAIN
 
 import purejaxppo
 from purejaxppo import cli, load_policy
 from purejaxppo.runs.checkpoint import FORMAT_VERSION, Checkpointer, CheckpointError, RunLayout
 from purejaxppo.runs.policy import restore_run_state
 from purejaxppo.runs.progress import chunk_runner
-
-TINY = ["--num-envs", "4", "--num-steps", "16", "--total-timesteps", "1280"]  # 20 updates
-TRAIN = ["train", *TINY, "--num-seeds", "2", "--quiet"]
 
 
 def train(*argv) -> None:

@@ -16,13 +16,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from cli_helpers import TRAIN
 
 from purejaxppo import cli
-from purejaxppo.runs.policy import load_policy
 from purejaxppo.runs.export import export_policy, run_onnx
+from purejaxppo.runs.policy import load_policy
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["--num-envs", "4", "--num-steps", "16", "--total-timesteps", "1280", "--num-seeds", "2", "--quiet"]
 HAVE_ONNX = all(importlib.util.find_spec(m) is not None for m in ("jax2onnx", "onnxruntime", "onnx"))
 if os.environ.get("PUREJAXPPO_REQUIRE_ONNX") and not HAVE_ONNX:  # .ci/run's ONNX step: a skip would hide it
     raise ImportError("PUREJAXPPO_REQUIRE_ONNX is set but jax2onnx, onnx or onnxruntime is missing")
@@ -32,7 +32,7 @@ NUM_ENVS, NUM_STEPS = 10, 100  # 1,000 observations
 
 
 def train(run_dir: Path, *argv: str) -> Path:
-    assert cli.main(["train", *TINY, "--logdir", str(run_dir), *argv]) == 0
+    assert cli.main([*TRAIN, "--logdir", str(run_dir), *argv]) == 0
     return run_dir
 
 
