@@ -110,45 +110,22 @@ def ppo_loss(
       axis_name: with data parallelism, advantages are standardised with every device's samples.
       weights: None, or [B] 0/1 weights (a host pool's `valid`): every mean and the standardisation are weighted.
     """
-    if weights is not None:
-        return _weighted_ppo_loss(log_prob, old_log_prob, advantages, values, old_values, targets, entropy,
-                                  weights.astype(values.dtype), clip_eps=clip_eps, vf_coeff=vf_coeff,
-                                  entropy_coeff=entropy_coeff, normalize_advantages=normalize_advantages,
-                                  clip_value_loss=clip_value_loss, objective=objective, axis_name=axis_name)
+    if weights is None:
+        mean, standardized = jnp.mean, lambda x: standardize(x, axis_name=axis_name)
+    else:
+        # The rollout's data in samples of weight 0 (advantage, target, old value and log-probability) may be garbage,
+        # even non-finite: it is replaced by neutral values (advantage 0, target = old value, ratio 1) before use, so
+        # the loss, its gradient and the diagnostics equal those computed from the weighted samples alone.
+        weights = weights.astype(values.dtype)
+        keep = weights > 0
+        advantages = jnp.where(keep, advantages, 0.0)
+        old_values = jnp.where(keep, old_values, jax.lax.stop_gradient(values))
+        targets = jnp.where(keep, targets, old_values)
+        old_log_prob = jnp.where(keep, old_log_prob, jax.lax.stop_gradient(log_prob))
+        mean = lambda x: weighted_mean(x, weights)  # noqa: E731  (each device's own samples, as jnp.mean)
+        standardized = lambda x: weighted_standardize(x, weights, axis_name=axis_name)  # noqa: E731
     if normalize_advantages:
-        advantages = standardize(advantages, axis_name=axis_name)
-    log_ratio = log_prob - old_log_prob
-    policy_loss = policy_loss_terms(log_ratio, advantages, clip_eps, objective).mean()
-    value_loss = value_loss_terms(values, old_values, targets, clip_eps, clip_value_loss).mean()
-    entropy = entropy.mean()
-    loss = policy_loss + vf_coeff * value_loss - entropy_coeff * entropy
-    ratio = jnp.exp(log_ratio)
-    info = LossInfo(
-        policy_loss=policy_loss,
-        value_loss=value_loss,
-        entropy=entropy,
-        approx_kl=jax.lax.stop_gradient(((ratio - 1.0) - log_ratio).mean()),
-        clip_fraction=jax.lax.stop_gradient((jnp.abs(ratio - 1.0) > clip_eps).mean()),
-    )
-    return loss, info
-
-
-def _weighted_ppo_loss(log_prob, old_log_prob, advantages, values, old_values, targets, entropy, weights, *, clip_eps,
-                       vf_coeff, entropy_coeff, normalize_advantages, clip_value_loss, objective, axis_name):
-    """`ppo_loss` with every mean weighted by ``weights [B]`` (see the module docstring).
-
-    The rollout's data in samples of weight 0 (advantage, target, old value and log-probability) may be garbage, even
-    non-finite: it is replaced by neutral values (advantage 0, target = old value, ratio 1) before use, so the loss,
-    its gradient and the diagnostics equal those computed from the weighted samples alone.
-    """
-    keep = weights > 0
-    advantages = jnp.where(keep, advantages, 0.0)
-    old_values = jnp.where(keep, old_values, jax.lax.stop_gradient(values))
-    targets = jnp.where(keep, targets, old_values)
-    old_log_prob = jnp.where(keep, old_log_prob, jax.lax.stop_gradient(log_prob))
-    mean = lambda x: weighted_mean(x, weights)  # noqa: E731  (each device's own samples, as ppo_loss's .mean())
-    if normalize_advantages:
-        advantages = weighted_standardize(advantages, weights, axis_name=axis_name)
+        advantages = standardized(advantages)
     log_ratio = log_prob - old_log_prob
     policy_loss = mean(policy_loss_terms(log_ratio, advantages, clip_eps, objective))
     value_loss = mean(value_loss_terms(values, old_values, targets, clip_eps, clip_value_loss))
@@ -160,6 +137,6 @@ def _weighted_ppo_loss(log_prob, old_log_prob, advantages, values, old_values, t
         value_loss=value_loss,
         entropy=entropy,
         approx_kl=jax.lax.stop_gradient(mean((ratio - 1.0) - log_ratio)),
-        clip_fraction=jax.lax.stop_gradient(mean((jnp.abs(ratio - 1.0) > clip_eps).astype(values.dtype))),
+        clip_fraction=jax.lax.stop_gradient(mean(jnp.abs(ratio - 1.0) > clip_eps)),
     )
     return loss, info

@@ -10,12 +10,11 @@ from typing import Any
 
 import gymnax
 import jax
-import numpy as np
-from gymnax.environments import spaces
 
 from purejaxppo.envs.pools import HostPool
 from purejaxppo.envs.registry import NEEDS_NETWORK, check_env_kwargs, check_env_name, suite_of
 from purejaxppo.envs.spec import Env, EnvSpec
+from purejaxppo.envs.suites.base import action_facts
 from purejaxppo.envs.wrappers import ClipAction, EpisodeStatistics, ObservationToArray, has_action_mask
 
 
@@ -140,17 +139,7 @@ def _wrap_and_describe(env, env_params, trial_step: bool) -> tuple[Any, EnvSpec]
     """The wrapper stack around `env` and its `EnvSpec`, from abstract traces of reset (and of one step when
     `trial_step`); nothing runs."""
     action_space = env.action_space(env_params)
-    if isinstance(action_space, spaces.Discrete):
-        discrete, num_actions, low, high = True, int(action_space.n), None, None
-    elif isinstance(action_space, spaces.Box):
-        shape = tuple(action_space.shape)
-        if len(shape) != 1:
-            raise ValueError(f"continuous actions must be a 1-d Box, got shape {shape}")
-        discrete, num_actions = False, shape[0]
-        low = np.broadcast_to(np.asarray(action_space.low, np.float32), shape)
-        high = np.broadcast_to(np.asarray(action_space.high, np.float32), shape)
-    else:
-        raise ValueError(f"unsupported action space {type(action_space).__name__}: use Discrete or Box")
+    discrete, num_actions, low, high = action_facts(action_space)
     check_step_api(env, env_params, action_space)
     has_mask = has_action_mask(env)
     wrapped = ObservationToArray(env, env_params)

@@ -51,6 +51,7 @@ from jax.custom_batching import custom_vmap
 from jax.experimental import io_callback
 
 from purejaxppo.envs.spec import EnvSpec, EnvStep
+from purejaxppo.envs.suites.base import action_facts
 
 SEED_LIMIT = 2**30  # pool seeds are drawn in [0, 2**30), so seed + i stays a positive int32
 TOKEN = jax.ShapeDtypeStruct((8,), np.uint8)  # orders the host calls (and is EnvPool's XLA handle's shape)
@@ -165,13 +166,7 @@ def describe_spaces(name: str, obs_space, action_space, max_steps: int, next_ste
                          "Discrete; flatten Dict/Tuple spaces with gymnasium.wrappers.FlattenObservation)")
     if 0 in obs_shape:
         raise ValueError(f"{name}: observations have shape {obs_shape}, with no elements")
-    if isinstance(action_space, gymnasium.spaces.Discrete) and int(action_space.start) == 0:
-        discrete, num_actions, low, high = True, int(action_space.n), None, None
-    elif isinstance(action_space, gymnasium.spaces.Box) and len(action_space.shape) == 1:
-        discrete, num_actions = False, int(action_space.shape[0])
-        low, high = (np.asarray(bound, np.float32) for bound in (action_space.low, action_space.high))
-    else:
-        raise ValueError(f"{name}: action space {action_space} is not supported (use Discrete from 0 or a 1-d Box)")
+    discrete, num_actions, low, high = action_facts(action_space, f"{name}: action space {action_space}")
     spec = EnvSpec(obs_shape, discrete, num_actions, low, high, False, int(max_steps), dtype, next_step_reset)
     return spec, observations
 

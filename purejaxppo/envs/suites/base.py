@@ -221,6 +221,24 @@ def gymnax_space(space: Any, what: str = "the action space") -> spaces.Discrete 
     raise ValueError(f"{what} is {type(space).__name__}; supported: Discrete (n) or Box (low, high, shape)")
 
 
+def action_facts(space: Any, what: str = "the action space") -> tuple[bool, int, np.ndarray | None, np.ndarray | None]:
+    """``(discrete, num_actions, low, high)`` of an action space (gymnax's, gymnasium's or alike: `gymnax_space`):
+    Discrete n -> ``(True, n, None, None)``; a 1-d Box -> ``(False, dim, low [dim] float32, high [dim] float32)``.
+
+    Raises:
+      ValueError: a space `gymnax_space` refuses, or a Box that is not 1-d (one line naming `what`).
+    """
+    space = gymnax_space(space, what)
+    if isinstance(space, spaces.Discrete):
+        return True, int(space.n), None, None
+    shape = tuple(int(n) for n in space.shape)
+    if len(shape) != 1:
+        raise ValueError(f"{what}: continuous actions must be a 1-d Box, got shape {shape}")
+    low = np.broadcast_to(np.asarray(space.low, np.float32), shape)
+    high = np.broadcast_to(np.asarray(space.high, np.float32), shape)
+    return False, shape[0], low, high
+
+
 def import_suite(extra: str, name: str, module: str, registered: Callable[[ModuleType], Iterable[str]],
                  label: str) -> ModuleType:
     """`module` of the suite `extra` (also its env_name prefix), after checking that it is installed and that `name`
