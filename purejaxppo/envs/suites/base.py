@@ -28,8 +28,9 @@ the same for every suite:
   view), reward float32 [], flags bool [].
 
 The rest of this module is what adapters share around that: `import_suite` (the "needs the X extra" and "not a X
-environment" checks), `built`, `check_time_limit`, `python_numbers_as_float32`, and `gymnax_space`, the space
-conversion, which also takes gymnasium-style spaces (duck-typed) for suites whose spaces are not gymnax's.
+environment" checks), `built`, `check_time_limit`, `python_numbers_as_float32`, and the space conversion: `gymnax_space`,
+which also takes gymnasium-style spaces (duck-typed) for suites whose spaces are not gymnax's, and `action_facts`,
+what `EnvSpec` records of an action space (`make_env` and the host pools read every action space through it).
 """
 
 from __future__ import annotations
