@@ -140,6 +140,13 @@ def restore_newest(plan: RunPlan, ckpt, abstract: Callable[[], Any], layout: Any
     return state, int(meta["update"])
 
 
+def restart_note(env, update: int) -> str:
+    """What resuming a run on a host pool says: its environments restart (`train.restart_envs`)."""
+    return (f"{env.name} is a host pool, which a checkpoint cannot hold: its environments restart at update {update} "
+            "(seeded from the run's key and the update: reproducible, not bit-identical to an uninterrupted run), "
+            "and the episodes in flight are dropped")
+
+
 class Program:
     """What a command puts into the run loop (`run_chunks`): the hooks raising NotImplementedError here are required,
     the others optional.
@@ -150,6 +157,7 @@ class Program:
       layout: the run's `RunLayout`, saved with every checkpoint.
       bar_desc: the progress bar's description.
       log_options: keyword arguments for `RunLog` (TensorBoard, W&B).
+      env: the run's environment when it is a host pool (`purejaxppo.envs.pools`), else None.
     """
 
     command: str
@@ -157,6 +165,7 @@ class Program:
     layout: Any
     bar_desc: str
     log_options: dict[str, Any] = {}  # noqa: RUF012 - never mutated
+    env: Any = None
 
     def start(self, ckpt, end: int, say: Say) -> tuple[Any, int] | None:
         """``(state, updates done)``, restored or fresh; None when the run is already at `end` (said so)."""

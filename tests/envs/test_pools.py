@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from pool_toys import CountEnv  # registers the PoolsToy* ids
 
 from purejaxppo import PPOConfig, evaluate, make_setup, make_train
 from purejaxppo.core import streams
@@ -30,42 +31,6 @@ from purejaxppo.training.train import init
 warnings.filterwarnings("ignore", message=".*precision lowered.*")
 KEY = jax.random.key(0)
 SEED_LIMIT = 2**30
-
-
-# --------------------------------------------------------------------------------------------------- toy envs
-class CountEnv(gymnasium.Env):
-    """obs [t], reward t at step t: an episode of `length` steps returns length * (length + 1) / 2. Raises on its
-    `fail_at`-th step in total (counted across episodes) when given."""
-
-    def __init__(self, length: int = 5, fail_at: int = -1):
-        self.length, self.fail_at, self.t, self.total = length, fail_at, 0, 0
-        self.observation_space = gymnasium.spaces.Box(0, np.inf, (1,), np.float32)
-        self.action_space = gymnasium.spaces.Discrete(2)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return np.array([0.0], np.float32), {}
-
-    def step(self, action):
-        self.total += 1
-        if self.total == self.fail_at:
-            raise RuntimeError(f"CountEnv failed on purpose at its step {self.total}")
-        self.t += 1
-        return np.array([self.t], np.float32), float(self.t), self.t >= self.length, False, {}
-
-
-class DictObsEnv(CountEnv):
-    def __init__(self):
-        super().__init__()
-        self.observation_space = gymnasium.spaces.Dict({"t": gymnasium.spaces.Box(0, np.inf, (1,), np.float32)})
-
-
-for _id, _kwargs, _limit in (("PoolsToyCount-v0", {"length": 5}, None), ("PoolsToyLimit-v0", {"length": 5}, 3),
-                             ("PoolsToyFail-v0", {"length": 5, "fail_at": 7}, None), ("PoolsToyDict-v0", {}, None)):
-    if _id not in gymnasium.registry:
-        gymnasium.register(_id, entry_point=DictObsEnv if "Dict" in _id else CountEnv, kwargs=_kwargs,
-                           max_episode_steps=_limit)
 
 
 # ---------------------------------------------------------------------------------------------------- helpers

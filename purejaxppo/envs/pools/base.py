@@ -14,8 +14,10 @@ run with key s steps.
 **Seeds.** A pool's environments are seeded from the run key's RESET stream: ``reset(keys)`` draws
 ``seed = randint(keys[0], [0, 2**30))`` with ``keys = split(fold_in(key, 10_000), N)`` (`rollout.reset_envs`), and
 environment i of that seed gets ``seed + i``. Two runs' ranges ``[seed, seed + N)`` overlap only by chance (about
-``2N / 2**30``), unlike ``seed + small offset`` schemes. Evaluation resets its own pool with keys from the EVAL
-stream (``fold_in(key, 999)``, `training.evaluation`), so it never replays or advances the training pool.
+``2N / 2**30``), unlike ``seed + small offset`` schemes. A run resumed at update u restarts its pool from
+``fold_in(fold_in(key, 10_000), u)`` instead (`train.restart_envs`: a checkpoint cannot hold host environments).
+Evaluation resets its own pool (`HostPool.for_evaluation`) with keys from the evaluation key (`play_episodes`), so it
+never replays or advances the training pool.
 
 **NEXT_STEP pools** (EnvPool, always) reset an environment on the step *after* the one that ends its episode: that
 step's action is ignored, its reward is 0, its obs is the new episode's first. `advance` flags it ``valid=False``
@@ -324,7 +326,7 @@ class HostPool:
             self._fail(HostEnvError(
                 f"{self.name} was stepped from a stale state (step {steps} of reset {stamp:#x}; the pool is {where}): "
                 "a host pool holds one live state, continued only from the last state it returned (a new init "
-                "resets it; a checkpoint cannot restore it)"))
+                "resets it; a checkpoint cannot hold it: resuming restarts it, train.restart_envs)"))
 
     def _host_array(self, x, shape: jax.ShapeDtypeStruct, what: str) -> np.ndarray:
         x = np.asarray(x)
@@ -361,6 +363,12 @@ class HostPool:
 
     def _evaluation_pool(self) -> HostPool:
         raise NotImplementedError
+
+    def resume_at(self, update: int) -> None:
+        """Say at which update the next reset (re)starts a run: 0 for a new run, u for one resumed at update u
+        (`training.train.restart_envs`, whose reset key ``stream(key, RESET, u)`` already seeds the callback pools).
+        EnvPool's XLA route, seeded from an integer rather than the key, mixes it into the seed of the pools it builds
+        when it traces a reset."""
 
     def needs_retrace(self) -> bool:
         """Whether a compiled program over this pool must be traced again to start from fresh environments (EnvPool's
@@ -410,6 +418,7 @@ class HostProgram:
     def __call__(self, *args, **kwargs):
         if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kwargs))):
             return self._jitted(*args, **kwargs)
+        self._pool.resume_at(0)  # a whole run, from its first update
         if self._pool.needs_retrace():
             self._jitted = jax.jit(functools.partial(self._fn))  # a new function: traced again, on a fresh pool
         with host_errors(self._pool):

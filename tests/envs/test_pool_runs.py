@@ -1,0 +1,157 @@
+"""Host pools on the command line: resuming a run (the pool restarts).
+
+The runs are tiny and use the Gymnasium toy environments of `pool_toys` (known episodes, a failure at a known step),
+named as ``gymnasium:pool_toys:<Id>``; gymnasium comes with purejaxppo, so these run without any extra. The EnvPool
+cases skip without envpool. References: the toy episodes' closed forms (return ``L (L + 1) / 2`` in L steps),
+Gymnasium's own CartPole reset with the documented restart seed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pool_toys  # noqa: F401 - registers the PoolsToy* ids
+import pytest
+
+from purejaxppo import PPOConfig, cli, make_setup
+from purejaxppo.core import streams
+from purejaxppo.runs import logs
+from purejaxppo.runs.policy import restore_run_state
+from purejaxppo.runs.progress import chunk_runner
+from purejaxppo.training.train import init, restart_envs
+
+LENGTH = 12  # the toy's episodes: reward t at step t, so each returns 78 in 12 steps
+# 2 seeds x 2 environments x 8 steps, 4 updates; an episode ends at host steps 12, 24 (updates 2 and 3) when not resumed
+TOY = ["--env", "gymnasium:pool_toys:PoolsToyCount-v0", "--env-kwargs", json.dumps({"length": LENGTH}),
+       "--num-seeds", "2", "--num-envs", "2", "--num-steps", "8", "--total-timesteps", "64", "--num-minibatches", "2",
+       "--update-epochs", "1", "--checkpoint-every", "2", "--quiet"]
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def rows(run_dir: Path, name: str) -> np.ndarray:
+    """A metric of metrics.jsonl as ``[updates, seeds]`` (NaN where no episode finished)."""
+    records = logs.read_records(run_dir / logs.METRICS_FILE)
+    updates = sorted({r["update"] for r in records})
+    table = np.full((len(updates), 2), np.nan)
+    for r in records:
+        table[updates.index(r["update"]), r["seed"]] = np.nan if r.get(name) is None else r[name]
+    return table
+
+
+def leaves(tree) -> list[np.ndarray]:
+    return [np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
+            for x in jax.tree.leaves(tree)]
+
+
+def assert_same_bits(a, b, what: str) -> None:
+    la, lb = leaves(a), leaves(b)
+    assert len(la) == len(lb), what
+    for x, y in zip(la, lb):
+        np.testing.assert_array_equal(x, y, err_msg=what)
+
+
+# ------------------------------------------------------------------------------------------------------ resume
+def test_restart_keeps_the_learning_state_and_reseeds_from_the_key_and_update():
+    """`restart_envs` at update u: the learning state bit for bit, fresh episodes, and environment i seeded
+    ``randint(split(fold_in(fold_in(key, RESET), u), N)[0], [0, 2**30)) + i`` (checked against Gymnasium's own
+    CartPole reset with that seed)."""
+    config = PPOConfig(env_name="gymnasium:CartPole-v1", num_envs=3, num_steps=8, total_timesteps=48,
+                       normalize_observations=True, normalize_rewards=True)
+    setup = make_setup(config)
+    key, update = jax.random.key(5), 7
+    state = init(setup, key, config)
+    state = state.replace(updates_done=jnp.int32(update), reward_state=state.reward_state.replace(
+        discounted_return=jnp.asarray([1.5, -2.0, 0.25], jnp.float32)))
+    restarted = jax.jit(lambda s: restart_envs(setup, s, config))(state)
+    for name in ("params", "opt_state", "obs_stats", "key", "updates_done"):
+        assert_same_bits(getattr(restarted, name), getattr(state, name), name)
+    assert_same_bits(restarted.reward_state.stats, state.reward_state.stats, "reward statistics")
+    assert np.asarray(restarted.reward_state.discounted_return).tolist() == [0.0] * 3  # the dropped episodes'
+    assert np.asarray(restarted.rollout.done).all()  # every policy carry restarts
+    env_state = restarted.rollout.env_state
+    assert not np.asarray(env_state.episode_length).any() and not np.asarray(env_state.episode_return).any()
+    reset_key = jax.random.split(streams.stream(key, streams.RESET, update), 3)[0]
+    seed = int(jax.random.randint(reset_key, (1,), 0, 2**30, jnp.int32)[0])
+    expected = np.stack([gymnasium.make("CartPole-v1").reset(seed=seed + i)[0] for i in range(3)])
+    np.testing.assert_array_equal(np.asarray(restarted.rollout.obs), expected)
+    assert not np.array_equal(np.asarray(restarted.rollout.obs), np.asarray(state.rollout.obs))
+
+
+@pytest.mark.timeout(300)
+def test_resume_restarts_the_pool_reproducibly_and_drops_the_episodes_in_flight(capsys, tmp_path):
+    runs = {name: tmp_path / name for name in ("a", "b", "whole")}
+    for name in ("a", "b"):  # the same stop after update 2 and resume, twice
+        assert run_cli(capsys, "train", *TOY, "--logdir", runs[name], "--stop-after", "2")[0] == 0
+        code, out, err = run_cli(capsys, "train", "--resume", runs[name])
+        assert code == 0 and not err, err
+        assert ("gymnasium env 'pool_toys:PoolsToyCount-v0' is a host pool, which a checkpoint cannot hold: its "
+                "environments restart at update 2") in out
+        assert json.loads((runs[name] / "summary.json").read_text())["complete"]
+    assert run_cli(capsys, "train", *TOY, "--logdir", runs["whole"])[0] == 0
+
+    # what the resumed run continued from: the checkpoint's learning state, bit for bit, with its pool restarted
+    checkpoint = restore_run_state(runs["a"] / "checkpoints" / "2")[0]
+    restarted = chunk_runner(cli.requested_config(cli.parse(["train", *TOY]))).restart(checkpoint, 2)
+    for name in ("params", "opt_state", "obs_stats", "key", "updates_done"):
+        assert_same_bits(getattr(restarted, name), getattr(checkpoint, name), name)
+    assert np.asarray(restarted.rollout.obs).tolist() == [[[0.0]] * 2] * 2  # every episode starts again
+
+    # reproducible: both stop/resume runs end with the same bits and log the same metrics
+    assert_same_bits(restore_run_state(runs["a"])[0], restore_run_state(runs["b"])[0], "stop/resume twice")
+    assert (runs["a"] / "metrics.jsonl").read_text() == (runs["b"] / "metrics.jsonl").read_text()
+
+    # the episodes in flight at update 2 (4 steps into their second episode) are dropped: the restarted ones run
+    # their whole 12 steps, to host step 28 (update 4), and none ends in update 3, where the uninterrupted run's do
+    finished = {name: rows(run_dir, "episodes_finished") for name, run_dir in runs.items()}
+    assert finished["whole"].tolist() == [[0, 0], [2, 2], [2, 2], [0, 0]]
+    assert finished["a"].tolist() == [[0, 0], [2, 2], [0, 0], [2, 2]]
+    full = LENGTH * (LENGTH + 1) / 2
+    for name in ("a", "whole"):
+        ended = finished[name] > 0
+        assert (rows(runs[name], "episode_return")[ended] == full).all(), name  # whole episodes only, nothing partial
+        assert (rows(runs[name], "episode_length")[ended] == LENGTH).all(), name
+    before = [r for r in logs.read_records(runs["a"] / logs.METRICS_FILE) if r["update"] <= 2]
+    assert before == [r for r in logs.read_records(runs["whole"] / logs.METRICS_FILE) if r["update"] <= 2]
+    assert not (np.asarray(jax.tree.leaves(restore_run_state(runs["a"])[0].params)[0])
+                == np.asarray(jax.tree.leaves(restore_run_state(runs["whole"])[0].params)[0])).all()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_an_envpool_xla_run_resumes_reproducibly(capsys, tmp_path):
+    """EnvPool's XLA route is seeded from an integer, not the key: a run resumed at update u restarts on a fresh pool
+    seeded ``SeedSequence([seed, S * N, u])``, so the same stop and resume gives the same bits."""
+    pytest.importorskip("envpool")
+    flags = ["--env", "envpool:CartPole-v1", "--env-kwargs", json.dumps({"backend": "xla"}), *TOY[4:]]
+    finals = []
+    for name in ("a", "b"):
+        assert run_cli(capsys, "train", *flags, "--logdir", tmp_path / name, "--stop-after", "2")[0] == 0
+        assert run_cli(capsys, "train", "--resume", tmp_path / name, "--quiet")[0] == 0
+        finals.append(restore_run_state(tmp_path / name)[0])
+        config = PPOConfig.from_dict(json.loads((tmp_path / name / "config.json").read_text()))
+        resumed_pool = chunk_runner(config).host_pool._current[2 * 2]  # the pool of 2 seeds x 2 environments
+        assert resumed_pool.seed == int(np.random.SeedSequence([0, 2 * 2, 2]).generate_state(1)[0]) % 2**30
+    assert_same_bits(finals[0], finals[1], "stop/resume twice, xla backend")
+    assert (tmp_path / "a" / "metrics.jsonl").read_text() == (tmp_path / "b" / "metrics.jsonl").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_pbt_run_on_a_host_pool_resumes_the_same_way(capsys, tmp_path):
+    flags = [*TOY[:4], "--population", "2", *TOY[6:-3], "--ready-every", "2", "--checkpoint-every", "2", "--quiet"]
+    run_dir = tmp_path / "pbt"
+    assert run_cli(capsys, "pbt", *flags, "--logdir", run_dir, "--stop-after", "2")[0] == 0
+    code, out, err = run_cli(capsys, "pbt", "--resume", run_dir)
+    assert code == 0 and "its environments restart at update 2" in out, err
+    finished = rows(run_dir, "episodes_finished")  # as for train: the restarted episodes end in update 4
+    assert finished.tolist() == [[0, 0], [2, 2], [0, 0], [2, 2]]
