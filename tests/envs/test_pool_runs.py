@@ -1,4 +1,4 @@
-"""Host pools on the command line: resuming a run (the pool restarts).
+"""Host pools on the command line: an environment that fails mid-run, resuming a run (the pool restarts).
 
 The runs are tiny and use the Gymnasium toy environments of `pool_toys` (known episodes, a failure at a known step),
 named as ``gymnasium:pool_toys:<Id>``; gymnasium comes with purejaxppo, so these run without any extra. The EnvPool
@@ -9,6 +9,7 @@ Gymnasium's own CartPole reset with the documented restart seed.
 from __future__ import annotations
 
 import json
+import traceback
 from pathlib import Path
 
 import gymnasium
@@ -19,8 +20,11 @@ import pool_toys  # noqa: F401 - registers the PoolsToy* ids
 import pytest
 
 from purejaxppo import PPOConfig, cli, make_setup
+from purejaxppo.cli.args import UsageError
 from purejaxppo.core import streams
+from purejaxppo.envs.pools import HostEnvError
 from purejaxppo.runs import logs
+from purejaxppo.runs.checkpoint import Checkpointer
 from purejaxppo.runs.policy import restore_run_state
 from purejaxppo.runs.progress import chunk_runner
 from purejaxppo.training.train import init, restart_envs
@@ -30,6 +34,8 @@ LENGTH = 12  # the toy's episodes: reward t at step t, so each returns 78 in 12 
 TOY = ["--env", "gymnasium:pool_toys:PoolsToyCount-v0", "--env-kwargs", json.dumps({"length": LENGTH}),
        "--num-seeds", "2", "--num-envs", "2", "--num-steps", "8", "--total-timesteps", "64", "--num-minibatches", "2",
        "--update-epochs", "1", "--checkpoint-every", "2", "--quiet"]
+FAILING = ["--env", "gymnasium:pool_toys:PoolsToyFail-v0", "--env-kwargs", json.dumps({"fail_at": 20}),
+           *TOY[4:-3], "--checkpoint-every", "1", "--quiet"]  # host step 20 is in update 3 (steps 17 to 24)
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -58,6 +64,32 @@ def assert_same_bits(a, b, what: str) -> None:
     assert len(la) == len(lb), what
     for x, y in zip(la, lb):
         np.testing.assert_array_equal(x, y, err_msg=what)
+
+
+# ------------------------------------------------------------------------------------------------------ errors
+@pytest.mark.timeout(300)
+def test_an_environment_failing_mid_run_is_one_line_and_keeps_the_last_checkpoint(capsys, tmp_path, monkeypatch):
+    run_dir = tmp_path / "failing"
+    code, _, err = run_cli(capsys, "train", *FAILING, "--logdir", run_dir)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err and "io_callback" not in err, err
+    assert lines[0] == (
+        "error: gymnasium env 'pool_toys:PoolsToyFail-v0' raised in step (host step 20): RuntimeError: CountEnv "
+        f"failed on purpose at its step 20; the last checkpoint, {run_dir / 'checkpoints' / '2'} (update 2), is "
+        f"intact. Once the environment is fixed, continue with: purejaxppo train --resume {run_dir}")
+    with Checkpointer(run_dir / "checkpoints", read_only=True) as ckpt:
+        assert ckpt.steps() == [1, 2]
+    state, meta, _ = restore_run_state(run_dir)  # reads back: digest, shapes, config
+    assert meta["update"] == 2 and np.asarray(state.updates_done).tolist() == [2, 2]
+    assert [r["update"] for r in logs.read_records(run_dir / logs.METRICS_FILE)] == [1, 1, 2, 2]  # none of update 3
+    assert not (run_dir / "summary.json").exists()
+
+    monkeypatch.setenv("PUREJAXPPO_DEBUG", "1")  # the traceback instead: the environment's own exception at its root
+    with pytest.raises(UsageError) as error:
+        cli.main([*map(str, ["train", *FAILING, "--logdir", tmp_path / "debug"])])
+    host = error.value.__cause__
+    assert isinstance(host, HostEnvError) and isinstance(host.__cause__, RuntimeError)
+    assert traceback.extract_tb(host.__cause__.__traceback__)[-1].name == "step"  # CountEnv.step raised it
 
 
 # ------------------------------------------------------------------------------------------------------ resume

@@ -8,6 +8,7 @@ formula of `pools.base`'s docstring. The EnvPool tests skip without envpool; the
 
 from __future__ import annotations
 
+import traceback
 import warnings
 
 import gymnasium
@@ -179,7 +180,7 @@ def test_gymnasium_time_limit_is_truncation_with_the_final_observation():
     assert logged_episodes(step) == [[(6.0, 3), (6.0, 3)]] * 2 and (step.final_obs[done] == 3.0).all()
 
 
-def test_gymnasium_errors_are_one_line_and_name_the_environment():
+def test_gymnasium_errors_are_one_line_and_name_the_environment(caplog):
     with pytest.raises(ValueError, match=r"gymnasium env 'NoSuchEnv-v0' cannot be made: NameNotFound"):
         make_train(PPOConfig(env_name="gymnasium:NoSuchEnv-v0"))
     with pytest.raises(ValueError, match=r"PoolsToyDict-v0'.*observation space Dict is not supported.*Flatten"):
@@ -191,8 +192,20 @@ def test_gymnasium_errors_are_one_line_and_name_the_environment():
         run_pool(pool, 2, 10)
     assert str(error.value) == ("gymnasium env 'PoolsToyFail-v0' raised in step (host step 7): "
                                 "RuntimeError: CountEnv failed on purpose at its step 7")
+    cause = error.value.__cause__  # the environment's own exception, its traceback ending where it raised
+    assert isinstance(cause, RuntimeError) and traceback.extract_tb(cause.__traceback__)[-1].name == "step"
+    assert not [r for r in caplog.records if "io_callback failed" in r.getMessage()]  # not logged by JAX as well
     _, step = run_pool(pool, 1, 3)  # a fresh vector env after the failure
     assert step.reward.tolist() == [[1.0], [2.0], [3.0]]
+
+    def raw_run(key):  # what host_errors spares: the same failure without it is JAX's error, and logged
+        _, state = pool.reset(jax.random.split(key, 2))
+        step = lambda state, _: (pool.step(None, state, jnp.zeros((2,), jnp.int32)).env_state, None)  # noqa: E731
+        return jax.lax.scan(step, state, None, length=10)[0]
+
+    with pytest.raises(Exception, match="CpuCallback error") as raw:
+        jax.block_until_ready(jax.jit(raw_run)(KEY))
+    assert "Traceback" in str(raw.value) and [r for r in caplog.records if "io_callback failed" in r.getMessage()]
 
 
 def test_a_stale_state_or_an_unbatched_reset_is_refused():

@@ -32,15 +32,16 @@ older state, or from a checkpoint restored into another process, is a one-line `
 wrong data.
 
 **Errors.** An exception on the host is recorded with the pool's name and its host step, and `host_errors` (used by
-`make_train`'s train function and `evaluate`) turns the runtime error jax raises into one line:
-``HostEnvError: gymnasium env 'X' raised in step (host step 7): RuntimeError: ...``. The pool is then rebuilt on its
-next reset.
+`make_train`'s train function, `evaluate` and the command line's run loop) turns the runtime error jax raises into
+one line, raised from the environment's own exception: ``HostEnvError: gymnasium env 'X' raised in step (host step
+7): RuntimeError: ...``. The pool is then rebuilt on its next reset.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import zlib
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
@@ -56,6 +57,7 @@ from purejaxppo.envs.spec import EnvSpec, EnvStep
 
 SEED_LIMIT = 2**30  # pool seeds are drawn in [0, 2**30), so seed + i stays a positive int32
 TOKEN = jax.ShapeDtypeStruct((8,), np.uint8)  # orders the host calls (and is EnvPool's XLA handle's shape)
+CALLBACK_LOGGER = "jax._src.callback"  # where JAX logs a failed io_callback with its traceback
 
 
 class PoolState(NamedTuple):
@@ -386,13 +388,33 @@ def pools_of(env) -> list[HostPool]:
     return [env] + ([env._twin] if env._twin is not None else [])
 
 
+class _RecordedFailures(logging.Filter):
+    """Drops JAX's log record of a failed callback (``jax.io_callback failed`` and the host's traceback, written to
+    stderr) once a pool has recorded the failure: `host_errors` reports it, chained to the environment's own
+    exception."""
+
+    def __init__(self, pools: list[HostPool]):
+        super().__init__()
+        self.pools = pools
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(pool.error is not None for pool in self.pools)
+
+
 @contextlib.contextmanager
 def host_errors(env) -> Iterator[None]:
     """Turn a host pool's failure inside a jitted program (a long ``JaxRuntimeError: INTERNAL: CpuCallback error
-    ...`` with the host's traceback) into the one-line `HostEnvError` the pool recorded. No-op for other envs."""
+    ...`` with the host's traceback, which JAX also logs) into the one-line `HostEnvError` the pool recorded, raised
+    from the environment's own exception (its traceback, without JAX's frames). No-op for other envs."""
     pools = pools_of(env)
+    if not pools:
+        yield
+        return
     for pool in pools:
         pool.error = None
+    quiet = _RecordedFailures(pools)
+    logger = logging.getLogger(CALLBACK_LOGGER)
+    logger.addFilter(quiet)
     try:
         yield
     except HostEnvError:
@@ -401,7 +423,9 @@ def host_errors(env) -> Iterator[None]:
         recorded = next((pool.error for pool in pools if pool.error is not None), None)
         if recorded is None:
             raise
-        raise HostEnvError(str(recorded)) from None
+        raise HostEnvError(str(recorded)) from recorded.__cause__
+    finally:
+        logger.removeFilter(quiet)
 
 
 class HostProgram:
