@@ -187,6 +187,12 @@ def test_gymnasium_errors_are_one_line_and_name_the_environment(caplog):
         make_train(PPOConfig(env_name="gymnasium:PoolsToyDict-v0"))
     with pytest.raises(ValueError, match="eval_every must be 0 for 'gymnasium:CartPole-v1', a host environment pool"):
         PPOConfig(env_name="gymnasium:CartPole-v1", eval_every=1)
+    vector_env = gymnasium.vector.SyncVectorEnv([CountEnv] * 2)
+    with pytest.raises(ValueError, match=r"a factory \(\) -> gymnasium.Env, not a built SyncVectorEnv: .*env_fns\[0\]"):
+        GymnasiumPool(vector_env)
+    with pytest.raises(ValueError, match=r"not an environment \(CountEnv\): it builds num_seeds x num_envs of them"):
+        GymnasiumPool(gymnasium.wrappers.TimeLimit(CountEnv(), 3))
+    assert GymnasiumPool(vector_env.env_fns[0]).spec.obs_shape == (1,)  # what the message says to pass
     pool = make_env("gymnasium:PoolsToyFail-v0")
     with pytest.raises(HostEnvError) as error:
         run_pool(pool, 2, 10)
