@@ -1,14 +1,16 @@
-"""Host pools on the command line: an environment that fails mid-run, resuming a run (the pool restarts).
+"""Host pools on the command line: an environment that fails mid-run, resuming a run (the pool restarts), the shipped
+EnvPool configs.
 
 The runs are tiny and use the Gymnasium toy environments of `pool_toys` (known episodes, a failure at a known step),
 named as ``gymnasium:pool_toys:<Id>``; gymnasium comes with purejaxppo, so these run without any extra. The EnvPool
 cases skip without envpool. References: the toy episodes' closed forms (return ``L (L + 1) / 2`` in L steps),
-Gymnasium's own CartPole reset with the documented restart seed.
+Gymnasium's own CartPole reset with the documented restart seed, CleanRL's published settings for the configs.
 """
 
 from __future__ import annotations
 
 import json
+import tomllib
 import traceback
 from pathlib import Path
 
@@ -21,10 +23,11 @@ import pytest
 
 from purejaxppo import PPOConfig, cli, make_setup
 from purejaxppo.cli.args import UsageError
+from purejaxppo.configs import load_config, shipped_config_path
 from purejaxppo.core import streams
 from purejaxppo.envs.pools import HostEnvError
 from purejaxppo.runs import logs
-from purejaxppo.runs.checkpoint import Checkpointer
+from purejaxppo.runs.checkpoint import Checkpointer, batched_keys
 from purejaxppo.runs.policy import restore_run_state
 from purejaxppo.runs.progress import chunk_runner
 from purejaxppo.training.train import init, restart_envs
@@ -187,3 +190,47 @@ def test_a_pbt_run_on_a_host_pool_resumes_the_same_way(capsys, tmp_path):
     assert code == 0 and "its environments restart at update 2" in out, err
     finished = rows(run_dir, "episodes_finished")  # as for train: the restarted episodes end in update 4
     assert finished.tolist() == [[0, 0], [2, 2], [0, 0], [2, 2]]
+
+
+# ------------------------------------------------------------------------------------------------------ configs
+# CleanRL's published settings (https://docs.cleanrl.dev/rl-algorithms/ppo/, the scripts' Args), as PPOConfig fields
+CLEANRL = {
+    "envpool:HalfCheetah-v4": dict(  # ppo_continuous_action.py
+        num_envs=1, num_steps=2048, total_timesteps=1_000_000, update_epochs=10, num_minibatches=32,
+        learning_rate=3e-4, anneal_lr=True, gamma=0.99, gae_lambda=0.95, clip_param=0.2, clip_value_loss=True,
+        normalize_advantages=True, entropy_coeff=0.0, vf_coeff=0.5, max_grad_norm=0.5, adam_eps=1e-5,
+        hidden_sizes=(64, 64), activation="tanh", network="mlp", normalize_observations=True, obs_clip=10.0,
+        normalize_rewards=True, reward_clip=10.0),
+    "envpool:Pong-v5": dict(  # ppo_atari_envpool_xla_jax.py
+        num_envs=8, num_steps=128, total_timesteps=10_000_000, update_epochs=4, num_minibatches=4,
+        learning_rate=2.5e-4, anneal_lr=True, gamma=0.99, gae_lambda=0.95, clip_param=0.1, clip_value_loss=True,
+        normalize_advantages=True, entropy_coeff=0.01, vf_coeff=0.5, max_grad_norm=0.5, adam_eps=1e-5,
+        network="nature_cnn", normalize_observations=False, normalize_rewards=False),
+}
+
+
+@pytest.mark.parametrize("env_name", sorted(CLEANRL))
+def test_the_shipped_envpool_configs_are_cleanrls_and_load_without_envpool(env_name, capsys):
+    config = load_config(env_name)  # no envpool needed to read or validate a config
+    assert shipped_config_path(env_name).name == env_name.replace(":", "_") + ".toml"
+    assert {k: getattr(config, k) for k in CLEANRL[env_name]} == CLEANRL[env_name]
+    assert config.env_name == env_name and config.eval_every == 0
+    assert config.num_updates == CLEANRL[env_name]["total_timesteps"] // (config.num_envs * config.num_steps)
+    text = shipped_config_path(env_name).read_text()
+    if env_name == "envpool:HalfCheetah-v4":
+        assert "1442.64 +- 46.03" in text and "docs.cleanrl.dev/rl-algorithms/ppo/#ppo_continuous_actionpy" in text
+    else:  # EnvPool's Atari options as CleanRL sets them
+        assert config.env_kwargs_dict == {"backend": "callback", "episodic_life": True, "reward_clip": True}
+    code, out, _ = run_cli(capsys, "train", "--env", env_name, "--print-config")
+    assert code == 0 and PPOConfig.from_dict(tomllib.loads(out)) == config
+
+
+@pytest.mark.parametrize("env_name, obs_shape, obs_dtype", [("envpool:HalfCheetah-v4", (17,), np.float32),
+                                                            ("envpool:Pong-v5", (84, 84, 4), np.uint8)])
+def test_the_shipped_envpool_configs_build_their_environment_and_policy(env_name, obs_shape, obs_dtype):
+    pytest.importorskip("envpool")
+    setup = make_setup(load_config(env_name))  # EnvPool accepts the env_kwargs; the policy fits the observations
+    assert setup.env.spec.obs_shape == obs_shape and np.dtype(setup.env.spec.obs_dtype) == obs_dtype
+    assert setup.env.spec.next_step_reset
+    params = jax.eval_shape(lambda k: init(setup, k, setup.config).params, batched_keys(0, 1)[0])
+    assert jax.tree.leaves(params)
