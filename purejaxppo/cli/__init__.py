@@ -24,8 +24,9 @@ Errors in the input (a bad flag, a bad value, a value `PPOConfig` rejects, an un
 faults (an unwritable --logdir, a full disk) are printed as one line, ``error: ...``, naming the flag, field or file
 and what is allowed, with exit status 2 and no traceback; everything that can be checked is checked before the run
 directory is created. Training that goes non-finite (NaN or infinite losses, gradients or parameters) stops at that
-update with exit status 3, keeping the checkpoints saved before it. Set ``PUREJAXPPO_DEBUG=1`` to get the traceback
-instead.
+update with exit status 3, keeping the checkpoints saved before it. A host environment (``envpool:``,
+``gymnasium:``) that raises mid-run is one ``error:`` line too (exit status 2) naming it, its host step and the
+checkpoint kept. Set ``PUREJAXPPO_DEBUG=1`` to get the traceback instead.
 
 A run directory is locked while it trains (`purejaxppo.runs.runlock`): a second process is refused, naming the holder's
 pid; the lock file is removed on exit, and one left by a killed process is taken over with a warning. Resuming picks

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from purejaxppo.cli.args import DEFAULT_POPULATION, DEFAULT_QUANTILE, Pbt, UsageError, check_positive, check_seed
 from purejaxppo.cli.plans import RunPlan, plan_new_run, plan_resumed_run, requested_config
-from purejaxppo.cli.runloop import Divergence, Program, execute, restore_newest
+from purejaxppo.cli.runloop import Divergence, Program, execute, restart_note, restore_newest
 
 if TYPE_CHECKING:
     from purejaxppo.config import PPOConfig
@@ -137,6 +137,7 @@ class PbtProgram(Program):
     command, unit = "pbt", "member"
 
     def __init__(self, plan: PbtPlan):
+        from purejaxppo.envs.pools import HostPool
         from purejaxppo.scale.population import default_mesh, program
 
         run = plan.run
@@ -146,6 +147,7 @@ class PbtProgram(Program):
         self.prog = program(run.config, plan.space.shape(), self.members, plan.ready_every, plan.quantile, self.mesh,
                             run.checkpoint_every)
         self.bounds = plan.space.arrays()
+        self.env = self.prog.env if isinstance(self.prog.env, HostPool) else None
         self.bar_desc = f"{run.config.env_name} PBT x{self.members}"
 
     def start(self, ckpt, end: int, say) -> tuple[Any, int] | None:
@@ -157,6 +159,10 @@ class PbtProgram(Program):
         restored = restore_newest(run, ckpt, lambda: abstract_population_of(self.layout), self.layout, say)
         if restored is not None:
             state, start = jax.device_put(restored[0], self.prog.shardings), restored[1]
+            if self.env is not None:  # a host pool: its environments restart (train.restart_envs)
+                self.env.resume_at(start)
+                state = jax.block_until_ready(self.prog.restart(state))
+                say(restart_note(self.env, start))
         else:
             state, start = self.prog.init(jax.random.key(run.seed), self.bounds), 0
         if start >= end:

@@ -2,9 +2,10 @@
 
 `execute` creates a new run's directory, locks it and runs `run_chunks`: restore or initialise the state, compile,
 then chunks of ``checkpoint_every`` updates, each run, checked for divergence (`find_divergence`), its metrics
-written, then a checkpoint saved; a progress bar throughout; Ctrl-C, a failed write or save reported with how to
-resume; finally summary.json (`summarize`) and the one-line result (`summary_line`). What differs between the two
-commands comes in as a `Program`: how to start, compile and run a chunk, and what to add after a chunk and at the end.
+written, then a checkpoint saved; a progress bar throughout; Ctrl-C, a failed write or save, a host environment
+that raised (`pools.host_errors`) reported with how to resume; finally summary.json (`summarize`) and the one-line
+result (`summary_line`). What differs between the two commands comes in as a `Program`: how to start, compile and
+run a chunk, and what to add after a chunk and at the end.
 """
 
 from __future__ import annotations
@@ -140,6 +141,23 @@ def restore_newest(plan: RunPlan, ckpt, abstract: Callable[[], Any], layout: Any
     return state, int(meta["update"])
 
 
+def restart_note(env, update: int) -> str:
+    """What resuming a run on a host pool says: its environments restart (`train.restart_envs`)."""
+    return (f"{env.name} is a host pool, which a checkpoint cannot hold: its environments restart at update {update} "
+            "(seeded from the run's key and the update: reproducible, not bit-identical to an uninterrupted run), "
+            "and the episodes in flight are dropped")
+
+
+def host_failure(error: Exception, kept: int | None, run_dir: Path, resume_hint: str) -> UsageError:
+    """A host environment's failure (`pools.HostEnvError`) as the command line's one-line error: what failed and
+    where, the checkpoint kept, how to continue."""
+    from purejaxppo.runs.checkpoint import checkpoint_dir
+
+    where = ("no checkpoint was saved" if kept is None else
+             f"the last checkpoint, {checkpoint_dir(run_dir) / str(kept)} (update {kept}), is intact")
+    return UsageError(f"{error}; {where}. Once the environment is fixed, {resume_hint}")
+
+
 class Program:
     """What a command puts into the run loop (`run_chunks`): the hooks raising NotImplementedError here are required,
     the others optional.
@@ -150,6 +168,8 @@ class Program:
       layout: the run's `RunLayout`, saved with every checkpoint.
       bar_desc: the progress bar's description.
       log_options: keyword arguments for `RunLog` (TensorBoard, W&B).
+      env: the run's environment when it is a host pool (`purejaxppo.envs.pools`), else None: its failures become one
+        ``error:`` line naming the environment and its host step, the checkpoints kept (`pools.host_errors`).
     """
 
     command: str
@@ -157,6 +177,7 @@ class Program:
     layout: Any
     bar_desc: str
     log_options: dict[str, Any] = {}  # noqa: RUF012 - never mutated
+    env: Any = None
 
     def start(self, ckpt, end: int, say: Say) -> tuple[Any, int] | None:
         """``(state, updates done)``, restored or fresh; None when the run is already at `end` (said so)."""
@@ -206,6 +227,7 @@ def run_chunks(plan: RunPlan, program: Program, quiet: bool, stop_after: int | N
     """Run (or resume) the locked run `plan` up to `stop_after` updates (default all): chunks of `checkpoint_every`
     updates, each followed by a metrics flush and a save (metrics first: a crash before the save only repeats that
     chunk); then summary.json and the result line. Returns the exit status."""
+    from purejaxppo.envs.pools import HostEnvError, host_errors
     from purejaxppo.runs.checkpoint import Checkpointer, CheckpointError, checkpoint_dir
     from purejaxppo.runs.logs import METRICS_FILE, SUMMARY_FILE, RunLog, RunWriteError, truncate_records, write_json
     from purejaxppo.runs.progress import ProgressBar, progress_enabled
@@ -216,7 +238,11 @@ def run_chunks(plan: RunPlan, program: Program, quiet: bool, stop_after: int | N
     end = config.num_updates if stop_after is None else min(stop_after, config.num_updates)
     diverged = None
     with Checkpointer(checkpoint_dir(run_dir)) as ckpt:
-        started = program.start(ckpt, end, say)
+        try:
+            with host_errors(program.env):  # the environments' reset, on a host pool
+                started = program.start(ckpt, end, say)
+        except HostEnvError as e:
+            raise host_failure(e, ckpt.latest_step(), run_dir, resume_hint) from e
         if started is None:
             return 0
         state, start = started
@@ -230,25 +256,28 @@ def run_chunks(plan: RunPlan, program: Program, quiet: bool, stop_after: int | N
             t0 = time.time()
             if not quiet:
                 print("compiling...", end=" ", flush=True)
-            state, compile_seconds = program.compile(state)
-            say(f"compiled in {compile_seconds:.1f} s")
-            t_train = time.time()
-            while update < end:
-                n = min(plan.checkpoint_every, end - update)
-                state, metrics = program.run(state, n, update, bar)
-                diverged = find_divergence(metrics)
-                if diverged is not None:  # keep the metrics up to it, and no checkpoint of the non-finite state
-                    log.write({k: v[:diverged.index + 1] for k, v in metrics.items()})
-                    update = diverged.update
-                    break
-                log.write(metrics)
-                ckpt.save(state, program.layout, step=update + n)
-                update += n
-                program.after_chunk(state, update)
+            with host_errors(program.env):  # a host environment failing in a chunk: that chunk is not saved
+                state, compile_seconds = program.compile(state)
+                say(f"compiled in {compile_seconds:.1f} s")
+                t_train = time.time()
+                while update < end:
+                    n = min(plan.checkpoint_every, end - update)
+                    state, metrics = program.run(state, n, update, bar)
+                    diverged = find_divergence(metrics)
+                    if diverged is not None:  # keep the metrics up to it, and no checkpoint of the non-finite state
+                        log.write({k: v[:diverged.index + 1] for k, v in metrics.items()})
+                        update = diverged.update
+                        break
+                    log.write(metrics)
+                    ckpt.save(state, program.layout, step=update + n)
+                    update += n
+                    program.after_chunk(state, update)
         except KeyboardInterrupt:
             bar.close()
             print(f"interrupted after update {update}; {resume_hint}", file=sys.stderr)
             return EXIT_INTERRUPTED
+        except HostEnvError as e:
+            raise host_failure(e, ckpt.latest_step(), run_dir, resume_hint) from e
         except (RunWriteError, CheckpointError) as e:
             raise UsageError(f"{e}. Once the cause is fixed, {resume_hint}") from None
         finally:

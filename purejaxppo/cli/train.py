@@ -8,7 +8,7 @@ from typing import Any
 
 from purejaxppo.cli.args import DEFAULT_ENV, Train, UsageError, check_positive, check_seed, override_values
 from purejaxppo.cli.plans import RunPlan, default_checkpoint_every, plan_new_run, plan_resumed_run, requested_config
-from purejaxppo.cli.runloop import Program, execute, restore_newest
+from purejaxppo.cli.runloop import Program, execute, restart_note, restore_newest
 
 EXTRAS = {"tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb", "wandb")}  # flag: (module, extra)
 
@@ -50,6 +50,7 @@ class TrainProgram(Program):
         from purejaxppo.runs.checkpoint import RunLayout
 
         self.plan, self.runner = plan, runner
+        self.env = runner.host_pool
         self.layout = RunLayout(plan.config, plan.num_seeds, plan.seed)
         self.bar_desc = plan.config.env_name + (f" x{plan.num_seeds}" if plan.num_seeds > 1 else "")
         self.log_options = {"tensorboard": cmd.tensorboard, "wandb": cmd.wandb, "wandb_mode": cmd.wandb_mode,
@@ -57,13 +58,19 @@ class TrainProgram(Program):
 
     def start(self, ckpt, end: int, say) -> tuple[Any, int]:
         """``(batched [S] RunState, updates done)``: the newest intact checkpoint when resuming, else freshly
-        initialised (`restore_newest`)."""
+        initialised (`restore_newest`). A host pool's environments restart on resuming (`ChunkRunner.restart`)."""
         from purejaxppo.runs.checkpoint import abstract_state, batched_keys
 
         plan = self.plan
         restored = restore_newest(plan, ckpt, lambda: abstract_state(self.runner.fns.init, self.layout), self.layout,
                                   say)
-        return restored or (self.runner.init(batched_keys(plan.seed, plan.num_seeds)), 0)
+        if restored is None:
+            return self.runner.init(batched_keys(plan.seed, plan.num_seeds)), 0
+        state, update = restored
+        if self.env is not None:
+            state = self.runner.restart(state, update)
+            say(restart_note(self.env, update))
+        return state, update
 
     def describe(self) -> str:
         from purejaxppo.runs.progress import device_description

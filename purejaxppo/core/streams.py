@@ -9,7 +9,7 @@ on, draws exactly the numbers an uninterrupted run draws. Per update u, a stream
 | action sampling | 1 | the rollout's Gumbel / normal noise |
 | environment transitions | 2 | the rollout's per-environment step keys |
 | evaluation | 999 | in-training greedy evaluation (a stream training never reads) |
-| initial reset | 10_000 | the environments' first reset |
+| initial reset | 10_000 | the environments' first reset (per update u: a host pool's restart on resuming) |
 | minibatch shuffle | 0xA11CE | the epochs' permutations (also `PPOTrainer`'s, per call) |
 | population-based training | 0x9B7 | `pbt`'s initial hyperparameters (no index) and its exploit/explore (per generation) |
 """

@@ -33,7 +33,8 @@ from tqdm.auto import tqdm
 
 from purejaxppo.compiler import jit
 from purejaxppo.config import PPOConfig
-from purejaxppo.training.train import TrainFunctions, make_train_functions
+from purejaxppo.envs.pools import HostPool
+from purejaxppo.training.train import TrainFunctions, make_train_functions, restart_envs
 
 Metrics = dict[str, np.ndarray]
 Sink = Callable[[Metrics], None]
@@ -45,6 +46,8 @@ class ChunkRunner:
     Attributes:
       config: the run's `PPOConfig` (closed over: its float leaves are compile-time constants).
       fns: its `TrainFunctions`.
+      host_pool: the environment when it is a host pool (`purejaxppo.envs.pools`), else None: `restart` restarts it
+        when a run resumes, and EnvPool's XLA route has the programs traced again before each init or restart.
     """
 
     def __init__(self, config: PPOConfig, fns: TrainFunctions | None = None):
@@ -52,9 +55,23 @@ class ChunkRunner:
         self.fns = make_train_functions(config) if fns is None else fns
         self._sink: Sink | None = None
         self._lock = threading.Lock()
+        self.host_pool = self.fns.setup.env if isinstance(self.fns.setup.env, HostPool) else None
+        self._programs()
+
+    def _programs(self) -> None:
+        """(Re)create the jitted programs; new function objects, so they trace again when next called."""
+        setup, config = self.fns.setup, self.config
         # plain jax.jit: `init` is small, and callers trace it (jax.eval_shape) where compiler options are refused
         self._init = jax.jit(jax.vmap(lambda key: self.fns.init(key, config)))
-        self._chunk = jit(self._chunk_fn, donate_argnums=0)
+        self._restart = jax.jit(jax.vmap(lambda state: restart_envs(setup, state, config)))
+        self._chunk = jit(functools.partial(self._chunk_fn), donate_argnums=0)
+
+    def _fresh_host_pool(self) -> None:
+        """Before the environments are reset: trace every program again when the host pool asks for it (EnvPool's
+        XLA route, whose compiled programs stay bound to the pool they were traced with), so that the reset and the
+        chunks step a fresh pool and the same key gives the same bits."""
+        if self.host_pool is not None and self.host_pool.needs_retrace():
+            self._programs()
 
     def _emit(self, metrics: dict[str, Any]) -> None:
         sink = self._sink
@@ -87,7 +104,18 @@ class ChunkRunner:
 
     def init(self, keys: jax.Array):
         """The batched [S] initial states for typed keys [S]."""
+        if self.host_pool is not None:
+            self.host_pool.resume_at(0)
+        self._fresh_host_pool()
         return self._init(keys)
+
+    def restart(self, states, update: int):
+        """Batched [S] states restored at update `update`, their environments restarted (`train.restart_envs`): what
+        resuming does on a host pool, whose environments a checkpoint cannot hold."""
+        if self.host_pool is not None:
+            self.host_pool.resume_at(update)
+        self._fresh_host_pool()
+        return jax.block_until_ready(self._restart(states))
 
     def run(self, states, num_updates: int, sink: Sink | None = None) -> tuple[Any, Metrics]:
         """Run `num_updates` updates from `states` (donated: do not reuse them).

@@ -67,7 +67,7 @@ from purejaxppo.compiler import jit
 from purejaxppo.config import HYPERPARAMETERS, STATIC_FIELDS, PPOConfig, with_hyperparameters
 from purejaxppo.scale.sweeps import gather_to_host
 from purejaxppo.envs.pools import check_host_pool_placement
-from purejaxppo.training.train import RunState, TrainOutput, init, make_setup, make_train, update
+from purejaxppo.training.train import RunState, TrainOutput, init, make_setup, make_train, restart_envs, update
 
 EXPLORE_FACTORS = (0.8, 1.2)
 MEMBER_AXIS = "member"
@@ -265,6 +265,9 @@ class Program(NamedTuple):
     mesh: the devices the members are split over.
     shardings: the `PopulationState`'s placement (members split over the mesh, the rest replicated): put a restored
       state there with ``jax.device_put(state, shardings)``.
+    restart(state) -> PopulationState: the members' environments restarted (`train.restart_envs`), for a run resumed
+      on a host pool.
+    env: the members' environment (a host pool's failures are reported through it: `pools.host_errors`).
     """
 
     init: Any
@@ -272,6 +275,8 @@ class Program(NamedTuple):
     capacity: int
     mesh: Mesh
     shardings: Any
+    restart: Any
+    env: Any
 
 
 def default_mesh(population: int) -> Mesh:
@@ -345,7 +350,9 @@ def program(config: PPOConfig, space_shape: tuple, population: int, ready_every:
     init_jit = jit(init_fn, in_shardings=(replicated, replicated), out_shardings=shardings)
     advance_jit = jit(advance_fn, in_shardings=(shardings, replicated, replicated),
                       out_shardings=(shardings, NamedSharding(mesh, P(None, mesh.axis_names))), donate_argnums=0)
-    return Program(init_jit, advance_jit, capacity, mesh, shardings)
+    restart_jit = jax.jit(lambda state: state.replace(members=jax.vmap(lambda m: restart_envs(setup, m, config))(
+        state.members)), in_shardings=(shardings,), out_shardings=shardings)
+    return Program(init_jit, advance_jit, capacity, mesh, shardings, restart_jit, setup.env)
 
 
 def _zero_bounds(space_shape: tuple) -> tuple[jax.Array, ...]:

@@ -142,6 +142,26 @@ def init(setup: Setup, key: jax.Array, hp: PPOConfig) -> RunState:
     ))
 
 
+def restart_envs(setup: Setup, state: RunState, hp: PPOConfig) -> RunState:
+    """`state` with its environments restarted: what resuming a checkpoint does on a host pool, whose environments
+    live on the host and cannot be saved with the run.
+
+    The environments are reset with the key ``stream(key, RESET, u)``, u = ``state.updates_done`` (a host pool's seed
+    is then ``randint(split(that key, N)[0], [0, 2**30))``), so a run resumed at update u restarts the same way every
+    time. The in-flight episodes are dropped: their partial returns never reach the metrics, and every policy carry
+    restarts. The parameters, optimiser state, observation statistics, reward statistics, key and update counter are
+    kept as they are; only the reward normaliser's per-environment discounted return, which belongs to the dropped
+    episodes, starts again from 0, as after an episode's end.
+    """
+    _check_static(setup, hp)
+    rollout = initial_rollout_state(setup.env, setup.policy,
+                                    streams.stream(state.key, streams.RESET, state.updates_done), hp.num_envs,
+                                    setup.axis_name)
+    reward_state = state.reward_state.replace(
+        discounted_return=jnp.zeros_like(state.reward_state.discounted_return))
+    return strong_types(state.replace(rollout=rollout, reward_state=reward_state))
+
+
 def eval_return(setup: Setup, state: RunState, hp: PPOConfig) -> jax.Array:
     """The mean greedy return of ``hp.eval_episodes`` episodes when ``state.updates_done % hp.eval_every == 0``, else
     NaN. Its key is ``stream(key, EVAL, updates_done)``, a stream training never reads."""

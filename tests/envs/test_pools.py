@@ -8,6 +8,7 @@ formula of `pools.base`'s docstring. The EnvPool tests skip without envpool; the
 
 from __future__ import annotations
 
+import traceback
 import warnings
 
 import gymnasium
@@ -15,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from pool_toys import CountEnv  # registers the PoolsToy* ids
 
 from purejaxppo import PPOConfig, evaluate, make_setup, make_train
 from purejaxppo.core import streams
@@ -30,42 +32,6 @@ from purejaxppo.training.train import init
 warnings.filterwarnings("ignore", message=".*precision lowered.*")
 KEY = jax.random.key(0)
 SEED_LIMIT = 2**30
-
-
-# --------------------------------------------------------------------------------------------------- toy envs
-class CountEnv(gymnasium.Env):
-    """obs [t], reward t at step t: an episode of `length` steps returns length * (length + 1) / 2. Raises on its
-    `fail_at`-th step in total (counted across episodes) when given."""
-
-    def __init__(self, length: int = 5, fail_at: int = -1):
-        self.length, self.fail_at, self.t, self.total = length, fail_at, 0, 0
-        self.observation_space = gymnasium.spaces.Box(0, np.inf, (1,), np.float32)
-        self.action_space = gymnasium.spaces.Discrete(2)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return np.array([0.0], np.float32), {}
-
-    def step(self, action):
-        self.total += 1
-        if self.total == self.fail_at:
-            raise RuntimeError(f"CountEnv failed on purpose at its step {self.total}")
-        self.t += 1
-        return np.array([self.t], np.float32), float(self.t), self.t >= self.length, False, {}
-
-
-class DictObsEnv(CountEnv):
-    def __init__(self):
-        super().__init__()
-        self.observation_space = gymnasium.spaces.Dict({"t": gymnasium.spaces.Box(0, np.inf, (1,), np.float32)})
-
-
-for _id, _kwargs, _limit in (("PoolsToyCount-v0", {"length": 5}, None), ("PoolsToyLimit-v0", {"length": 5}, 3),
-                             ("PoolsToyFail-v0", {"length": 5, "fail_at": 7}, None), ("PoolsToyDict-v0", {}, None)):
-    if _id not in gymnasium.registry:
-        gymnasium.register(_id, entry_point=DictObsEnv if "Dict" in _id else CountEnv, kwargs=_kwargs,
-                           max_episode_steps=_limit)
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -214,20 +180,38 @@ def test_gymnasium_time_limit_is_truncation_with_the_final_observation():
     assert logged_episodes(step) == [[(6.0, 3), (6.0, 3)]] * 2 and (step.final_obs[done] == 3.0).all()
 
 
-def test_gymnasium_errors_are_one_line_and_name_the_environment():
+def test_gymnasium_errors_are_one_line_and_name_the_environment(caplog):
     with pytest.raises(ValueError, match=r"gymnasium env 'NoSuchEnv-v0' cannot be made: NameNotFound"):
         make_train(PPOConfig(env_name="gymnasium:NoSuchEnv-v0"))
     with pytest.raises(ValueError, match=r"PoolsToyDict-v0'.*observation space Dict is not supported.*Flatten"):
         make_train(PPOConfig(env_name="gymnasium:PoolsToyDict-v0"))
     with pytest.raises(ValueError, match="eval_every must be 0 for 'gymnasium:CartPole-v1', a host environment pool"):
         PPOConfig(env_name="gymnasium:CartPole-v1", eval_every=1)
+    vector_env = gymnasium.vector.SyncVectorEnv([CountEnv] * 2)
+    with pytest.raises(ValueError, match=r"a factory \(\) -> gymnasium.Env, not a built SyncVectorEnv: .*env_fns\[0\]"):
+        GymnasiumPool(vector_env)
+    with pytest.raises(ValueError, match=r"not an environment \(CountEnv\): it builds num_seeds x num_envs of them"):
+        GymnasiumPool(gymnasium.wrappers.TimeLimit(CountEnv(), 3))
+    assert GymnasiumPool(vector_env.env_fns[0]).spec.obs_shape == (1,)  # what the message says to pass
     pool = make_env("gymnasium:PoolsToyFail-v0")
     with pytest.raises(HostEnvError) as error:
         run_pool(pool, 2, 10)
     assert str(error.value) == ("gymnasium env 'PoolsToyFail-v0' raised in step (host step 7): "
                                 "RuntimeError: CountEnv failed on purpose at its step 7")
+    cause = error.value.__cause__  # the environment's own exception, its traceback ending where it raised
+    assert isinstance(cause, RuntimeError) and traceback.extract_tb(cause.__traceback__)[-1].name == "step"
+    assert not [r for r in caplog.records if "io_callback failed" in r.getMessage()]  # not logged by JAX as well
     _, step = run_pool(pool, 1, 3)  # a fresh vector env after the failure
     assert step.reward.tolist() == [[1.0], [2.0], [3.0]]
+
+    def raw_run(key):  # what host_errors spares: the same failure without it is JAX's error, and logged
+        _, state = pool.reset(jax.random.split(key, 2))
+        step = lambda state, _: (pool.step(None, state, jnp.zeros((2,), jnp.int32)).env_state, None)  # noqa: E731
+        return jax.lax.scan(step, state, None, length=10)[0]
+
+    with pytest.raises(Exception, match="CpuCallback error") as raw:
+        jax.block_until_ready(jax.jit(raw_run)(KEY))
+    assert "Traceback" in str(raw.value) and [r for r in caplog.records if "io_callback failed" in r.getMessage()]
 
 
 def test_a_stale_state_or_an_unbatched_reset_is_refused():

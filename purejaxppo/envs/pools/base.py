@@ -14,8 +14,10 @@ run with key s steps.
 **Seeds.** A pool's environments are seeded from the run key's RESET stream: ``reset(keys)`` draws
 ``seed = randint(keys[0], [0, 2**30))`` with ``keys = split(fold_in(key, 10_000), N)`` (`rollout.reset_envs`), and
 environment i of that seed gets ``seed + i``. Two runs' ranges ``[seed, seed + N)`` overlap only by chance (about
-``2N / 2**30``), unlike ``seed + small offset`` schemes. Evaluation resets its own pool with keys from the EVAL
-stream (``fold_in(key, 999)``, `training.evaluation`), so it never replays or advances the training pool.
+``2N / 2**30``), unlike ``seed + small offset`` schemes. A run resumed at update u restarts its pool from
+``fold_in(fold_in(key, 10_000), u)`` instead (`train.restart_envs`: a checkpoint cannot hold host environments).
+Evaluation resets its own pool (`HostPool.for_evaluation`) with keys from the evaluation key (`play_episodes`), so it
+never replays or advances the training pool.
 
 **NEXT_STEP pools** (EnvPool, always) reset an environment on the step *after* the one that ends its episode: that
 step's action is ignored, its reward is 0, its obs is the new episode's first. `advance` flags it ``valid=False``
@@ -30,15 +32,16 @@ older state, or from a checkpoint restored into another process, is a one-line `
 wrong data.
 
 **Errors.** An exception on the host is recorded with the pool's name and its host step, and `host_errors` (used by
-`make_train`'s train function and `evaluate`) turns the runtime error jax raises into one line:
-``HostEnvError: gymnasium env 'X' raised in step (host step 7): RuntimeError: ...``. The pool is then rebuilt on its
-next reset.
+`make_train`'s train function, `evaluate` and the command line's run loop) turns the runtime error jax raises into
+one line, raised from the environment's own exception: ``HostEnvError: gymnasium env 'X' raised in step (host step
+7): RuntimeError: ...``. The pool is then rebuilt on its next reset.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import zlib
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
@@ -55,6 +58,7 @@ from purejaxppo.envs.suites.base import action_facts
 
 SEED_LIMIT = 2**30  # pool seeds are drawn in [0, 2**30), so seed + i stays a positive int32
 TOKEN = jax.ShapeDtypeStruct((8,), np.uint8)  # orders the host calls (and is EnvPool's XLA handle's shape)
+CALLBACK_LOGGER = "jax._src.callback"  # where JAX logs a failed io_callback with its traceback
 
 
 class PoolState(NamedTuple):
@@ -319,7 +323,7 @@ class HostPool:
             self._fail(HostEnvError(
                 f"{self.name} was stepped from a stale state (step {steps} of reset {stamp:#x}; the pool is {where}): "
                 "a host pool holds one live state, continued only from the last state it returned (a new init "
-                "resets it; a checkpoint cannot restore it)"))
+                "resets it; a checkpoint cannot hold it: resuming restarts it, train.restart_envs)"))
 
     def _host_array(self, x, shape: jax.ShapeDtypeStruct, what: str) -> np.ndarray:
         x = np.asarray(x)
@@ -357,6 +361,12 @@ class HostPool:
     def _evaluation_pool(self) -> HostPool:
         raise NotImplementedError
 
+    def resume_at(self, update: int) -> None:
+        """Say at which update the next reset (re)starts a run: 0 for a new run, u for one resumed at update u
+        (`training.train.restart_envs`, whose reset key ``stream(key, RESET, u)`` already seeds the callback pools).
+        EnvPool's XLA route, seeded from an integer rather than the key, mixes it into the seed of the pools it builds
+        when it traces a reset."""
+
     def needs_retrace(self) -> bool:
         """Whether a compiled program over this pool must be traced again to start from fresh environments (EnvPool's
         XLA route, whose programs are bound to one pool object); the callback pools never need it."""
@@ -373,13 +383,33 @@ def pools_of(env) -> list[HostPool]:
     return [env] + ([env._twin] if env._twin is not None else [])
 
 
+class _RecordedFailures(logging.Filter):
+    """Drops JAX's log record of a failed callback (``jax.io_callback failed`` and the host's traceback, written to
+    stderr) once a pool has recorded the failure: `host_errors` reports it, chained to the environment's own
+    exception."""
+
+    def __init__(self, pools: list[HostPool]):
+        super().__init__()
+        self.pools = pools
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(pool.error is not None for pool in self.pools)
+
+
 @contextlib.contextmanager
 def host_errors(env) -> Iterator[None]:
     """Turn a host pool's failure inside a jitted program (a long ``JaxRuntimeError: INTERNAL: CpuCallback error
-    ...`` with the host's traceback) into the one-line `HostEnvError` the pool recorded. No-op for other envs."""
+    ...`` with the host's traceback, which JAX also logs) into the one-line `HostEnvError` the pool recorded, raised
+    from the environment's own exception (its traceback, without JAX's frames). No-op for other envs."""
     pools = pools_of(env)
+    if not pools:
+        yield
+        return
     for pool in pools:
         pool.error = None
+    quiet = _RecordedFailures(pools)
+    logger = logging.getLogger(CALLBACK_LOGGER)
+    logger.addFilter(quiet)
     try:
         yield
     except HostEnvError:
@@ -388,7 +418,9 @@ def host_errors(env) -> Iterator[None]:
         recorded = next((pool.error for pool in pools if pool.error is not None), None)
         if recorded is None:
             raise
-        raise HostEnvError(str(recorded)) from None
+        raise HostEnvError(str(recorded)) from recorded.__cause__
+    finally:
+        logger.removeFilter(quiet)
 
 
 class HostProgram:
@@ -405,6 +437,7 @@ class HostProgram:
     def __call__(self, *args, **kwargs):
         if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kwargs))):
             return self._jitted(*args, **kwargs)
+        self._pool.resume_at(0)  # a whole run, from its first update
         if self._pool.needs_retrace():
             self._jitted = jax.jit(functools.partial(self._fn))  # a new function: traced again, on a fresh pool
         with host_errors(self._pool):

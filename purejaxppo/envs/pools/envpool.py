@@ -25,7 +25,7 @@ env_kwargs:
     (``jax.jit(jax.vmap(train))``) continues the streams instead. Old pools stay alive as long as this object, since
     a compiled program may still call them.
 * ``seed`` (xla only, int, default 0): the XLA pool's seed; ``pool_seed = SeedSequence([seed, S * N])``'s first
-  word mod 2**30.
+  word mod 2**30 (``SeedSequence([seed, S * N, u])`` for a run resumed at update u, `resume_at`).
 * any of the task's EnvPool options (``envpool.make_spec(task).config``: ``max_episode_steps``, ``episodic_life``,
   ``reward_clip``, ``stack_num``, ``frame_skip``, ``img_height``, ``num_threads``, ...), except those this adapter
   sets (`RESERVED`). Unknown keys are a ValueError listing the task's options.
@@ -164,8 +164,8 @@ class EnvPoolTask(HostPool):
 class _XLAPool:
     """One EnvPool pool and its XLA functions (bound to it at compile time)."""
 
-    def __init__(self, pool, x64: bool):
-        self.pool, self.used = pool, False
+    def __init__(self, pool, x64: bool, seed: int):
+        self.pool, self.used, self.seed = pool, False, seed
         with (jax.enable_x64(True) if x64 else contextlib.nullcontext()):
             handle, self.recv, self.send, _ = pool.xla()
         self.handle = np.asarray(handle)
@@ -183,15 +183,20 @@ class EnvPoolXLA(EnvPoolTask):
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
             raise ValueError(f"PPOConfig.env_kwargs['seed'] must be a non-negative integer for '{PREFIX}{task}', "
                              f"got {seed!r}")
-        self.seed = seed
+        self.seed, self._resumed_at = seed, 0
         self._current: dict[int, _XLAPool] = {}  # pool size -> the pool programs traced now step
         self._alive: list[_XLAPool] = []  # every pool built: a compiled program may still call it
         super().__init__(task, **options)
         self.name = f"env '{PREFIX}{task}' (xla backend)"
 
     def pool_seed(self, batch: int) -> int:
-        """EnvPool's `seed` for a pool of `batch` environments (environment i gets ``pool_seed + i``)."""
-        return int(np.random.SeedSequence([self.seed, batch]).generate_state(1)[0]) % SEED_LIMIT
+        """EnvPool's `seed` for a pool of `batch` environments (environment i gets ``pool_seed + i``); a run resumed
+        at update u > 0 (`resume_at`) adds u to the entropy: ``SeedSequence([seed, batch, u])``."""
+        entropy = [self.seed, batch] + ([self._resumed_at] if self._resumed_at else [])
+        return int(np.random.SeedSequence(entropy).generate_state(1)[0]) % SEED_LIMIT
+
+    def resume_at(self, update: int) -> None:
+        self._resumed_at = int(update)
 
     def _scope(self):
         return jax.enable_x64(True) if self.x64 else contextlib.nullcontext()
@@ -199,12 +204,12 @@ class EnvPoolXLA(EnvPoolTask):
     def _xla_pool(self, batch: int, fresh: bool) -> _XLAPool:
         """The pool of `batch` environments programs traced now use; a reset traced after that pool ran gets a new
         one (same seed), so its program starts the same random streams again."""
-        current = self._current.get(batch)
+        current, seed = self._current.get(batch), self.pool_seed(batch)
         if current is None and not fresh:
             raise ValueError(f"{self.name}: a step of {batch} environments was traced before any reset of that many: "
                              "trace (or run) the program that resets the pool first")
-        if current is None or (fresh and current.used):
-            current = _XLAPool(self._make(batch, seed=self.pool_seed(batch)), self.x64)
+        if current is None or (fresh and (current.used or current.seed != seed)):
+            current = _XLAPool(self._make(batch, seed=seed), self.x64, seed)
             self._current[batch] = current
             self._alive.append(current)
         return current
@@ -244,7 +249,7 @@ class EnvPoolXLA(EnvPoolTask):
         return token ^ jnp.asarray(xla_pool.handle)
 
     def needs_retrace(self) -> bool:
-        return any(pool.used for pool in self._current.values())
+        return any(pool.used for pool in self._alive)  # a compiled program may be bound to it
 
     def _evaluation_pool(self) -> HostPool:
         return EnvPoolTask(self.task, **self.options)  # evaluation seeds from its key: the callback route

@@ -68,7 +68,9 @@ class GymnasiumPool(HostPool):
     """Gymnasium environments stepped through ``io_callback`` as one SAME_STEP vector env (module docstring).
 
     Args:
-      env: a registered id (or "module:id"), or a factory ``() -> gymnasium.Env`` (module-level for "async").
+      env: a registered id (or "module:id"), or a factory ``() -> gymnasium.Env`` (module-level for "async"); not a
+        built environment or vector env: the pool builds ``num_seeds x num_envs`` environments itself (a number known
+        when the program is traced), SAME_STEP, rebuilt after a failure, and evaluation's own pool.
       vectorization: "sync" or "async".
       **make_kwargs: keyword arguments of ``gymnasium.make`` (with an id; a factory takes none).
     """
@@ -88,6 +90,16 @@ class GymnasiumPool(HostPool):
             spec = _spec(env)
             self.name, max_steps = f"gymnasium env {env!r}", spec.max_episode_steps
             self._factory = functools.partial(gymnasium.make, env, **make_kwargs)  # picklable, for "spawn"
+        elif isinstance(env, gymnasium.vector.VectorEnv):
+            raise ValueError(f"GymnasiumPool takes a factory () -> gymnasium.Env, not a built {type(env).__name__}: "
+                             "it builds its own vector env (num_seeds x num_envs environments with SAME_STEP "
+                             "autoreset, rebuilt after a failure, and evaluation's own); pass the factory of one "
+                             "environment, e.g. vector_env.env_fns[0]")
+        elif isinstance(env, gymnasium.Env):
+            raise ValueError(f"GymnasiumPool takes a factory () -> gymnasium.Env, not an environment "
+                             f"({type(env.unwrapped).__name__}): it builds num_seeds x num_envs of them (and "
+                             "evaluation's own) and rebuilds them after a failure; pass e.g. lambda: MyEnv(...) "
+                             "(a module-level function for vectorization 'async')")
         else:
             raise ValueError(f"GymnasiumPool needs a Gymnasium id or a factory () -> gymnasium.Env, got "
                              f"{type(env).__name__}")
