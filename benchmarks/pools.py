@@ -42,6 +42,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -559,7 +560,8 @@ def run_worker(argv: list[str], python: str | None = None, pythonpath: bool = Tr
     if extra_path:
         env["PYTHONPATH"] = os.pathsep.join([extra_path, env.get("PYTHONPATH", "")])
     cmd = [python or sys.executable, str(Path(__file__).resolve()), "--worker", *argv]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, check=False)
+    # cwd: MuJoCo writes its warnings to MUJOCO_LOG.TXT in the working directory, not into the checkout
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, check=False, cwd=tempfile.gettempdir())
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"worker {argv} failed ({proc.returncode}):\n{proc.stdout[-3000:]}")
