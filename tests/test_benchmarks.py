@@ -204,6 +204,40 @@ def test_pbt_markdown_labels_a_reduced_budget():
     assert "reduced budget x0.5" in text and "-100.0 [-110.0, -90.0]" in text
 
 
+pools_bench = _load("pools")
+
+
+def test_pools_command_names_outside_paths_by_placeholders(tmp_path):
+    line = pools_bench.command_line(["sb3", "--sb3-python", str(tmp_path / "venv/bin/python"), "--pairs", "3",
+                                     f"--proto-dir={tmp_path}", "--out", str(tmp_path / "out")])
+    assert line == ("python benchmarks/pools.py sb3 --sb3-python SB3_PYTHON --pairs 3 --proto-dir PROTO_DIR "
+                    "--out out (outside the repository)")
+
+
+def test_pools_ratios_against_sb3_are_per_step_and_round_by_round():
+    def side(train_s, compile_s=0.0):
+        return {"steps": 1000, "train_s": train_s, "compile_s": compile_s, "steps_per_s": 1000 / train_s,
+                "last10_return": 1.0, "eval_return": 2.0}
+
+    pairs = [{"sb3": side(100.0), "purejaxppo-xla": side(10.0, 5.0)}, {"sb3": side(90.0), "purejaxppo-xla": side(20.0)}]
+    summary = pools_bench.summarize_sb3(pairs)["purejaxppo-xla"]
+    assert summary["ratio_per_pair"] == pytest.approx([10.0, 4.5])
+    assert summary["median_ratio"] == pytest.approx(7.25)
+    assert summary["ratio_with_compile_per_pair"][0] == pytest.approx(1e5 / (5 + 1e4))  # one compile per 1M steps
+    assert summary["median_per_1m_s"] == pytest.approx(15_000.0)
+
+
+def test_pools_markdown_labels_reduced_budgets_and_the_missing_gpu():
+    part = {"command": "python benchmarks/pools.py mujoco --steps 4096", "date": "2026-01-01", "purejaxppo_commit": "x",
+            "wall_s": 60.0, "load_average_start": [1.0], "load_average_end": [2.0], "rows": [{
+                "task": "Hopper-v4", "steps_per_seed": 4096, "seeds": 2, "last10_per_seed": [10.0, 20.0],
+                "eval_per_seed": [30.0, None], "compile_s": 1.0, "train_s": 2.0, "eval_s": 3.0, "steps_per_s": 5.0,
+                "versions": {"jax": "0"}}]}
+    text = pools_bench.markdown({"device": "cpu-2core", "cpu": "AMD EPYC", "cores": 2, "parts": {"mujoco": part}})
+    assert "| Hopper-v4 | 4,096 (reduced budget) | 2 | 15.0 ± 7.1 | 30.0 ± 0.0 | 2,382.86 ± 271.74 |" in text
+    assert "not measured: no GPU was lent to this task" in text
+
+
 repo_paths = _load("repo_paths")
 RESULTS = Path(__file__).parent.parent / "benchmarks" / "results"
 # an absolute path as a JSON string or in text: /home/..., ~/..., C:\...
