@@ -3,7 +3,7 @@
     python benchmarks/pools.py mujoco                 # (a) Hopper, HalfCheetah, Walker2d-v4: 1M steps x 3 seeds
     python benchmarks/pools.py sb3 --sb3-python SB3_PYTHON     # (b) HalfCheetah-v4 wall time against Stable-Baselines3
     python benchmarks/pools.py pong                   # (c) Pong-v5: PPO update steps/s, random play, a short run
-    python benchmarks/pools.py async --proto-dir PROTO_DIR     # (d) the prototype's sync vs async pool throughput
+    python benchmarks/pools.py async                  # (d) sync vs async pools: Pong-v5 pool alone, HalfCheetah PPO
     python benchmarks/pools.py render                 # the .md (and figure) again from the .json
 
 Every measurement runs in a fresh Python process (``--worker``, one JSON line back). Results merge by part into
@@ -27,9 +27,10 @@ schedule). `--cnn im2col` swaps in `Im2colNatureCNN`, the same torso (same param
 rounding) with its convolutions written as patch matmuls: XLA:CPU runs a convolution's gradient inside the
 minibatch `lax.scan` far slower than at top level (see the results).
 
-(d) The prototype's pool-only throughput (its `bench.py`: a jitted scan of pool steps, random actions or a small CNN
-policy), Pong-v5 async N=16/B=8 against sync N=8 and N=16, `--repeats` fresh processes each, medians. Async mode is
-not in the package; PROTO_DIR is the prototype's checkout (with its own .venv).
+(d) The package's asynchronous pool (``env_kwargs={"backend": "xla", "pool_envs": 16}``, 8 answering per step)
+against the sync XLA pool of 8 and of 16 environments: Pong-v5's pool alone (a jitted scan of `--async-steps` steps
+with random actions) and whole PPO updates on HalfCheetah-v4 (`mujoco_config` at N environments x 256 steps),
+`--repeats` fresh processes per case, the order rotating, medians.
 """
 
 from __future__ import annotations
@@ -508,46 +509,89 @@ def run_pong(args) -> dict:
 
 
 # -------------------------------------------------------------------------------------- (d) sync vs async
-ASYNC_CASES = {  # name: (pool, steps of the scan), as the prototype's bench.py measures them
-    "sync N=8": ("sync", 8, 8, 300), "sync N=16": ("sync", 16, 16, 200), "async N=16, B=8": ("async", 16, 8, 400),
+ASYNC_CASES = {  # name: (pool_envs P or 0 for sync, num_envs N answered per step)
+    "sync N=8": (0, 8), "async P=16, N=8": (16, 8), "sync N=16": (0, 16),
+}
+ASYNC_WORKLOADS = {  # name: (task, what is timed)
+    "Pong-v5 pool only": ("Pong-v5", "pool"), "HalfCheetah-v4 PPO": ("HalfCheetah-v4", "ppo"),
 }
 
 
-def worker_async(case: str, policy: bool) -> dict:
-    # the prototype's bench.py and pools.py (PROTO_DIR on PYTHONPATH), not this folder's pools.py
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-    import bench
-    import jax
-    from pools import AsyncEnvPoolXLA, EnvPoolXLA
+def async_env(task: str, pool_envs: int):
+    from purejaxppo.envs import make_env
 
-    mode, num_envs, batch, steps = ASYNC_CASES[case]
-    pool = AsyncEnvPoolXLA("Pong-v5", num_envs, batch) if mode == "async" else EnvPoolXLA("Pong-v5", num_envs)
-    seconds = bench.timed(bench.rollout_fn(pool, steps, policy), jax.random.key(0))  # best of 2 after a warm-up
-    return {"case": case, "policy": "small CNN" if policy else "random", "steps": batch * steps,
-            "seconds": seconds, "steps_per_s": batch * steps / seconds}
+    kwargs = {"backend": "xla", **({"pool_envs": pool_envs} if pool_envs else {})}
+    return make_env(f"envpool:{task}", kwargs)
+
+
+def worker_async(case: str, workload: str, steps: int) -> dict:
+    """One case's env steps/s in this fresh process: the pool alone (reset, then `steps` steps with random actions in
+    one jitted scan) or whole PPO updates (`mujoco_config` at N environments x 256 steps, the second jitted chunk of
+    4 updates timed); best of 2 timed calls after a compiling one."""
+    import jax
+    import jax.numpy as jnp
+
+    from purejaxppo.envs.pools import host_errors
+
+    pool_envs, num_envs = ASYNC_CASES[case]
+    task, what = ASYNC_WORKLOADS[workload]
+    if what == "pool":
+        pool = async_env(task, pool_envs)
+
+        @jax.jit
+        def run(key):
+            _, state = pool.reset(jax.random.split(key, num_envs))
+
+            def body(state, k):
+                out = pool.step(None, state, jax.random.randint(k, (num_envs,), 0, pool.spec.num_actions))
+                return out.env_state, out.reward.sum()
+
+            return jax.lax.scan(body, state, jax.random.split(key, steps))[1].sum()
+
+        call, done = (lambda: run(jax.random.key(0))), num_envs * steps
+    else:
+        from purejaxppo.training.train import make_train_functions
+
+        config = mujoco_config(task, num_envs * 256 * 12).replace(
+            num_envs=num_envs, num_steps=256, num_minibatches=8,
+            env_kwargs={"backend": "xla", **({"pool_envs": pool_envs} if pool_envs else {})})
+        fns = make_train_functions(config)
+        state = jax.jit(fns.init)(jax.random.key(0))
+        chunk = jax.jit(lambda s: fns.run(s, num_updates=4))
+        holder = [state]
+
+        def call():
+            holder[0], metrics = chunk(holder[0])
+            return metrics["nonfinite"]
+
+        done = num_envs * 256 * 4
+    with host_errors(pool if what == "pool" else fns.setup.env):
+        jax.block_until_ready(call())  # compile (and warm up)
+        times = []
+        for _ in range(2):
+            start = time.perf_counter()
+            jax.block_until_ready(call())
+            times.append(time.perf_counter() - start)
+    del jnp
+    return {"case": case, "workload": workload, "steps": done, "seconds": min(times),
+            "steps_per_s": done / min(times)}
 
 
 def run_async(args) -> dict:
-    if not args.proto_dir:
-        raise SystemExit("name the prototype's checkout: --proto-dir DIR")
-    proto = Path(args.proto_dir)
-    python = str(proto / ".venv" / "bin" / "python")
-    cases = [(case, policy) for policy in (False, True) for case in ASYNC_CASES]
+    cases = [(case, workload) for workload in ASYNC_WORKLOADS for case in ASYNC_CASES]
     rows = []
     for r in range(args.repeats):
         for i in range(len(cases)):
-            case, policy = cases[(i + r) % len(cases)]  # the order rotates between repeats
-            row = run_worker(["async", "--case", case] + (["--policy"] if policy else []), python=python,
-                             pythonpath=False, extra_path=str(proto.resolve()))
+            case, workload = cases[(i + r) % len(cases)]  # the order rotates between repeats
+            row = run_worker(["async", "--case", case, "--workload", workload, "--steps", str(args.async_steps)])
             row["repeat"] = r
             rows.append(row)
-            print(f"repeat {r + 1}: {case:16s} {row['policy']:9s} {row['steps_per_s']:7,.0f} steps/s", flush=True)
+            print(f"repeat {r + 1}: {workload:20s} {case:16s} {row['steps_per_s']:8,.0f} steps/s", flush=True)
     summary = {}
-    for case, policy in cases:
-        label = "small CNN" if policy else "random"
-        values = [x["steps_per_s"] for x in rows if x["case"] == case and x["policy"] == label]
-        summary.setdefault(case, {})[label] = {"per_repeat": values, "median": statistics.median(values)}
-    return {"proto_dir": repo_relative(proto), "rows": rows, "summary": summary}
+    for case, workload in cases:
+        values = [x["steps_per_s"] for x in rows if x["case"] == case and x["workload"] == workload]
+        summary.setdefault(workload, {})[case] = {"per_repeat": values, "median": statistics.median(values)}
+    return {"rows": rows, "summary": summary}
 
 
 # ----------------------------------------------------------------------------------------------- the driver
@@ -582,7 +626,7 @@ def worker_main(argv: list[str]) -> None:
     ap.add_argument("--minutes", type=float, default=25.0)
     ap.add_argument("--chunk", type=int, default=10)
     ap.add_argument("--case")
-    ap.add_argument("--policy", action="store_true")
+    ap.add_argument("--workload")
     a = ap.parse_args(argv)
     if a.kind == "mujoco":
         row = worker_mujoco(a.task, a.seeds, a.steps, a.backend, a.episodes)
@@ -597,7 +641,7 @@ def worker_main(argv: list[str]) -> None:
     elif a.kind == "pong-learn":
         row = worker_pong_learn(a.backend, a.minutes, a.cnn, a.chunk, a.episodes)
     elif a.kind == "async":
-        row = worker_async(a.case, a.policy)
+        row = worker_async(a.case, a.workload, a.steps)
     else:
         raise SystemExit(f"unknown worker {a.kind}")
     print(json.dumps(row), flush=True)
@@ -618,7 +662,7 @@ def git_commit() -> str:
 
 def command_line(argv: list[str]) -> str:
     """The command as run, with the outside paths named by their placeholders."""
-    words, placeholders = [], {"--sb3-python": "SB3_PYTHON", "--proto-dir": "PROTO_DIR", "--out": None}
+    words, placeholders = [], {"--sb3-python": "SB3_PYTHON", "--out": None}
     skip = False
     for i, word in enumerate(argv):
         if skip:
@@ -663,7 +707,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--learn-minutes", type=float, default=25.0, help="pong learn: training time")
     ap.add_argument("--cnn", default="im2col", choices=("shipped", "im2col"), help="pong learn: the torso")
     ap.add_argument("--chunk", type=int, default=10, help="pong learn: updates per compiled chunk")
-    ap.add_argument("--proto-dir", help="async: the prototype's checkout (bench.py, pools.py, .venv)")
+    ap.add_argument("--async-steps", type=int, default=400, help="async: pool steps timed (pool-only workload)")
     ap.add_argument("--repeats", type=int, default=3, help="async: fresh processes per case")
     args = ap.parse_args(argv)
 
@@ -860,25 +904,26 @@ def markdown_pong(part: dict) -> list[str]:
 
 
 def markdown_async(part: dict) -> list[str]:
-    lines = ["## (d) Sync vs async pools (the prototype's pool-only throughput)", "",
+    lines = ["## (d) Sync vs async pools", "",
              (f"`{part['command']}` — {part['date']}, {part['wall_s'] / 60:.0f} min, load average "
              f"{part['load_average_start'][0]:.1f} at the start, {part['load_average_end'][0]:.1f} at the end."), "",
-             ("**Async mode is not in the package**: these are the prototype's `EnvPoolXLA` and `AsyncEnvPoolXLA` "
-             f"({part['proto_dir']}), timed by its `bench.py` (a jitted scan of pool steps, best of 2 calls after a "
-             "warm-up; random actions, or a small CNN policy sampling the actions: no learning). Pong-v5, env steps/s; "
-             "each case in a fresh process per repeat, the order rotating; medians over the repeats."), "",
-             "| pool | random actions: per repeat | **median** | small CNN policy: per repeat | **median** |",
-             "|---|---|---|---|---|"]
-    summary = part["summary"]
-    for case in ASYNC_CASES:
-        if case not in summary:
-            continue
+             ("The package's routes, EnvPool's XLA interface: `pool_envs=16` (16 environments, each step answering "
+              "the 8 ready first) against the sync pools of 8 and 16. Env steps/s (every environment step the "
+              "program took); each case in a fresh process per repeat, the order rotating; best of 2 timed calls "
+              "after a compiling one; medians over the repeats. *Pool only*: reset, then a jitted scan of steps "
+              "with random actions. *PPO*: whole updates (rollout, GAE, 10 epochs) at CleanRL's MuJoCo settings "
+              "with N environments x 256 steps."), "",
+             "| workload | " + " | ".join(f"{c}: per repeat | **median**" for c in ASYNC_CASES)
+             + " | async / sync N=8 |", "|---|" + "---|---|" * len(ASYNC_CASES) + "---|"]
+    for workload, cases in part["summary"].items():
         cells = []
-        for label in ("random", "small CNN"):
-            r = summary[case].get(label)
+        for case in ASYNC_CASES:
+            r = cases.get(case)
             cells += ["-", "-"] if r is None else [", ".join(f"{v:,.0f}" for v in r["per_repeat"]),
                                                    f"**{r['median']:,.0f}**"]
-        lines.append(f"| {case} | " + " | ".join(cells) + " |")
+        sync, asy = cases.get("sync N=8"), cases.get("async P=16, N=8")
+        ratio = f"x{asy['median'] / sync['median']:.2f}" if sync and asy else "-"
+        lines.append(f"| {workload} | " + " | ".join(cells) + f" | {ratio} |")
     lines.append("")
     return lines
 

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "purejaxppo"
 # __init__.py.
 LAYERS = {
     "base": ("version", "compiler", "extras"),
-    "core": ("core", "core.streams", "core.gae", "core.losses", "core.optim", "core.normalize"),
+    "core": ("core", "core.streams", "core.gae", "core.per_env", "core.losses", "core.optim", "core.normalize"),
     "envs": ("envs.spec", "envs.wrappers", "envs.suites", "envs.suites.base", "envs.suites.brax",
              "envs.suites.craftax", "envs.suites.jumanji", "envs.suites.navix", "envs.suites.playground",
              "envs.pools.base", "envs.pools.envpool", "envs.pools.gymnasium", "envs.pools",

@@ -209,8 +209,8 @@ pools_bench = _load("pools")
 
 def test_pools_command_names_outside_paths_by_placeholders(tmp_path):
     line = pools_bench.command_line(["sb3", "--sb3-python", str(tmp_path / "venv/bin/python"), "--pairs", "3",
-                                     f"--proto-dir={tmp_path}", "--out", str(tmp_path / "out")])
-    assert line == ("python benchmarks/pools.py sb3 --sb3-python SB3_PYTHON --pairs 3 --proto-dir PROTO_DIR "
+                                     f"--sb3-python={tmp_path}", "--out", str(tmp_path / "out")])
+    assert line == ("python benchmarks/pools.py sb3 --sb3-python SB3_PYTHON --pairs 3 --sb3-python SB3_PYTHON "
                     "--out out (outside the repository)")
 
 

@@ -111,6 +111,12 @@ def normalize_rewards(
         return jnp.where(done_t, 0.0, ret), ret
 
     final_return, returns = jax.lax.scan(accumulate, state.discounted_return, (rewards, dones))
-    stats = update_stats(state.stats, returns.reshape(-1), axis_name, None if valid is None else valid.reshape(-1))
-    scaled = jnp.clip(rewards / jnp.sqrt(stats.var + EPSILON), -clip, clip)
+    stats, scaled = scale_rewards(state.stats, returns, rewards, clip, axis_name, valid)
     return RewardNormState(stats, final_return), scaled
+
+
+def scale_rewards(stats: RunningStats, returns, rewards, clip, axis_name=None, valid=None):
+    """The return statistics updated with ``returns`` (any shape; `valid` of the same shape or None), and ``rewards``
+    scaled by their std and clipped to ``[-clip, clip]``. Returns ``(stats, scaled)``."""
+    stats = update_stats(stats, returns.reshape(-1), axis_name, None if valid is None else valid.reshape(-1))
+    return stats, jnp.clip(rewards / jnp.sqrt(stats.var + EPSILON), -clip, clip)

@@ -9,7 +9,9 @@ Host environment pools (`purejaxppo.envs.pools`: EnvPool, Gymnasium) may reset o
 an episode (EnvPool's NEXT_STEP auto-reset). Their `EnvSpec.next_step_reset` is True and their `EnvStep` carries two
 more flags: `valid` (False on that reset step, whose action the pool ignores and which the learner masks) and
 `episode_start` (obs starts an episode: the policy's reset flag). For every other environment both are None and the
-pipeline runs exactly as before (the flag is static).
+pipeline runs exactly as before (the flag is static). An asynchronous pool (`EnvSpec.pool_envs` > 0) runs P
+environments and answers each step with the N that are ready first: `EnvStep.env_id` says which, and the rollout
+(`training.rollout`) routes each action and result to its environment.
 
 Action masks: an environment may define ``action_mask(state, params) -> bool[num_actions]``; the wrappers pass it
 through (`action_mask` below), so the mask always describes the state the agent is about to act in.
@@ -35,6 +37,7 @@ class EnvSpec(NamedTuple):
     max_steps_in_episode: int
     obs_dtype: Any = np.float32  # the observations' dtype: float32, or uint8 for image frames of a host pool
     next_step_reset: bool = False  # the step after an episode's end is a reset step to mask (`EnvStep.valid`)
+    pool_envs: int = 0  # an asynchronous pool's size P (each step answers num_envs of them, `EnvStep.env_id`); 0: none
 
 
 def action_mask(env, state, params):
@@ -58,6 +61,7 @@ class EnvStep(NamedTuple):
     episode_length: jax.Array  # [N]
     valid: Any = None  # [N] bool, False on a NEXT_STEP pool's reset step (None unless spec.next_step_reset)
     episode_start: Any = None  # [N] bool, obs starts an episode (None unless spec.next_step_reset)
+    env_id: Any = None  # [N] int32, which of an asynchronous pool's P environments each row is (None unless pool_envs)
 
 
 class Env(NamedTuple):

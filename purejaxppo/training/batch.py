@@ -14,10 +14,15 @@ Host pools with NEXT_STEP resets add `valid` flags (`rollout.Transition.valid`):
 standardisation, its diagnostics and the normalisation statistics then leave the reset steps out (weighted means).
 GAE needs no change: the done flag of the step before a reset step already stops the recursion, so a reset step's
 (meaningless) advantage never reaches a valid one. Without the flags (every JAX environment) nothing changes.
+
+An asynchronous pool's rollout (`rollout.Transition.env_id`) interleaves environments within each step: GAE and the
+reward normaliser's discounted return then run along each environment's own rows (`core.per_env`); everything else
+treats the rows as independent samples, as it always does.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -27,7 +32,10 @@ import optax
 
 from purejaxppo.core.gae import gae_advantages
 from purejaxppo.core.losses import LossInfo, ppo_loss
-from purejaxppo.core.normalize import RewardNormState, RunningStats, normalize_obs, normalize_rewards, update_stats
+from purejaxppo.core.normalize import (
+    RewardNormState, RunningStats, normalize_obs, normalize_rewards, scale_rewards, update_stats,
+)
+from purejaxppo.core.per_env import EnvOrder, env_major, per_env_gae, per_env_returns
 from purejaxppo.core.optim import UpdateInfo, run_epochs
 from purejaxppo.models.policies import Policy
 
@@ -64,14 +72,21 @@ class Samples(NamedTuple):
     initial_carry: Any
 
 
-def normalize_rollout(hp, transition, obs_stats: RunningStats, reward_state: RewardNormState, axis_name=None):
+def normalize_rollout(hp, transition, obs_stats: RunningStats, reward_state: RewardNormState, axis_name=None,
+                      order: EnvOrder | None = None):
     """The rollout's rewards [T, N] (scaled when hp.normalize_rewards) and the statistics updated from this rollout.
 
+    `order`: an asynchronous pool's `per_env.EnvOrder` (each environment's discounted return follows its own rows).
     Observations are normalised by the caller with the statistics as they were *before* this update.
     Returns ``(rewards, obs_stats, reward_state)``.
     """
     rewards, valid = transition.reward, transition.valid
-    if hp.normalize_rewards:
+    if hp.normalize_rewards and order is not None:  # an asynchronous pool: each environment's return along its rows
+        dones = transition.terminated | transition.truncated
+        returns, carried = per_env_returns(order, rewards, dones, reward_state.discounted_return, hp.gamma)
+        stats, rewards = scale_rewards(reward_state.stats, returns, rewards, hp.reward_clip, axis_name, valid)
+        reward_state = RewardNormState(stats, carried)
+    elif hp.normalize_rewards:
         dones = transition.terminated | transition.truncated
         reward_state, rewards = normalize_rewards(reward_state, rewards, dones, hp.gamma, hp.reward_clip, axis_name,
                                                   valid)
@@ -95,8 +110,10 @@ def prepare_batch(policy: Policy, params, hp, transition, start_carry, obs_stats
     final_obs = normalize_obs(obs_stats, transition.final_obs, hp.obs_clip, hp.normalize_observations)
     _, hidden = policy.unroll(params, start_carry, obs, transition.reset)
     values, next_values = batch_values(policy, params, hidden, final_obs, hp.num_minibatches)
-    rewards, obs_stats, reward_state = normalize_rollout(hp, transition, obs_stats, reward_state, axis_name)
-    advantages, targets = gae_advantages(
+    order = None if transition.env_id is None else env_major(transition.env_id)
+    rewards, obs_stats, reward_state = normalize_rollout(hp, transition, obs_stats, reward_state, axis_name, order)
+    gae = gae_advantages if order is None else functools.partial(per_env_gae, order)
+    advantages, targets = gae(
         rewards, values, next_values, transition.terminated, transition.truncated, hp.gamma, hp.gae_lambda
     )
     batch = Batch(obs, transition.reset, transition.action, transition.log_prob, values, advantages, targets,

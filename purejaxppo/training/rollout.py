@@ -11,6 +11,12 @@ observation before a time-limit reset.
 Host pools that reset on the step after an episode's end (``env.spec.next_step_reset``, EnvPool) add a `valid` flag
 per step (False on that reset step) and say themselves where an episode starts (`EnvStep.episode_start`, the policy's
 reset flag); the branch is static, so every other environment records exactly what it did before.
+
+An asynchronous pool (``env.spec.pool_envs`` = P) answers each step with whichever N of its P environments are ready.
+The rollout keeps what it last sent each environment (`Pending`): an answer completes its environment's pending step,
+so row b of step t is environment ``env_id[t, b]``'s transition (its observation and action from when it was sent,
+its reward and flags from now). An environment's first answer after the pool's reset completes nothing (masked, as a
+reset step), and its last action of a rollout completes in the next one.
 """
 
 from __future__ import annotations
@@ -34,12 +40,28 @@ class RolloutState(NamedTuple):
     done:      [N] bool, `obs` starts an episode (the previous step ended one; for a NEXT_STEP host pool, the previous
                step was its reset step): the policy's reset flag.
     carry:     the policy's memory of each environment (``()`` for a feed-forward policy).
+    pending:   an asynchronous pool's `Pending` (what each of its P environments was last sent), or None.
     """
 
     env_state: Any
     obs: jax.Array
     done: jax.Array
     carry: Any
+    pending: Any = None
+
+
+class Pending(NamedTuple):
+    """An asynchronous pool's environments' last observations and the actions sent for them, awaiting their results.
+    P = pool_envs; row p is environment p's (zeros before it was first acted on: its answer is then a reset, masked).
+
+    obs [P, *obs_shape], reset [P] bool, action [P] or [P, A], log_prob [P], action_mask [P, A] bool or None.
+    """
+
+    obs: jax.Array
+    reset: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    action_mask: Any
 
 
 class Transition(NamedTuple):
@@ -58,6 +80,8 @@ class Transition(NamedTuple):
     episode_length: [T, N] running length incl. this step; the finished episode's length where done
     valid:          [T, N] bool, False on a NEXT_STEP host pool's reset step (its action ignored, its reward 0, never
                     done): the learner masks it. None for every environment with ``spec.next_step_reset`` False.
+    env_id:         [T, N] int32, an asynchronous pool's environment of each row (the row is that environment's
+                    transition, completed at step t); None for every other environment.
     """
 
     obs: jax.Array
@@ -72,6 +96,7 @@ class Transition(NamedTuple):
     episode_return: jax.Array
     episode_length: jax.Array
     valid: Any = None
+    env_id: Any = None
 
 
 def split_per_env(key: jax.Array, num_envs: int, axis_name=None) -> jax.Array:
@@ -94,7 +119,14 @@ def reset_envs(env: Env, key: jax.Array, num_envs: int, axis_name=None) -> tuple
 def initial_rollout_state(env: Env, policy: Policy, key: jax.Array, num_envs: int, axis_name=None) -> RolloutState:
     """Freshly reset environments; every `done` set, so the policy starts each one from its initial carry."""
     obs, env_state = reset_envs(env, key, num_envs, axis_name)
-    return RolloutState(env_state, obs, jnp.ones((num_envs,), bool), policy.initial_carry(num_envs))
+    pending = None
+    if env.spec.pool_envs:
+        p, spec = env.spec.pool_envs, env.spec
+        action = jnp.zeros((p,), jnp.int32) if spec.discrete else jnp.zeros((p, spec.num_actions), jnp.float32)
+        mask = jnp.ones((p, spec.num_actions), bool) if spec.has_action_mask else None
+        pending = Pending(jnp.zeros((p, *obs.shape[1:]), obs.dtype), jnp.ones((p,), bool), action,
+                          jnp.zeros((p,), jnp.float32), mask)
+    return RolloutState(env_state, obs, jnp.ones((num_envs,), bool), policy.initial_carry(num_envs), pending)
 
 
 class StepNoise(NamedTuple):
@@ -167,12 +199,17 @@ def collect(
         carry, pi = act(policy, params, state.carry, obs, state.done, mask)
         action, log_prob = sample_with_noise(pi, noise.action)
         out = env.step(noise.env_keys, state.env_state, action)
+        sent = Pending(state.obs, state.done, action, log_prob, mask)
+        pending = state.pending
+        if pending is not None:  # an asynchronous pool: the rows that answered complete their own environments' steps
+            pending = jax.tree.map(lambda p, x: p.at[state.env_state.env_id].set(x), pending, sent)
+            sent = jax.tree.map(lambda p: p[out.env_id], pending)
         transition = Transition(
-            state.obs, state.done, action, log_prob, out.reward, out.terminated, out.truncated, out.final_obs, mask,
-            out.episode_return, out.episode_length, out.valid if masked else None,
+            sent.obs, sent.reset, sent.action, sent.log_prob, out.reward, out.terminated, out.truncated, out.final_obs,
+            sent.action_mask, out.episode_return, out.episode_length, out.valid if masked else None, out.env_id,
         )
         starts = out.episode_start if masked else out.terminated | out.truncated
-        return RolloutState(out.env_state, out.obs, starts, carry), transition
+        return RolloutState(out.env_state, out.obs, starts, carry, pending), transition
 
     noise = draw_rollout_noise(env.spec, action_key, env_key, hp.num_steps, start.obs.shape[0], axis_name)
     state, transition = jax.lax.scan(step, start, noise)

@@ -94,7 +94,12 @@ def make_setup(config: PPOConfig, env=None, env_params=None, axis_name=None) -> 
         raise ValueError(f"PPOConfig.eval_every must be 0 for {env.name}, a host environment pool (got "
                          f"{config.eval_every}): evaluate after training (evaluate, load_policy(...).evaluate), on its "
                          "own pool")
-    return Setup(config, env, make_policy(config, env.spec), axis_name)
+    policy = make_policy(config, env.spec)
+    if env.spec.pool_envs and policy.recurrent:
+        raise ValueError(f"PPOConfig.network names a recurrent policy, and {env.name} is asynchronous: a recurrent "
+                         "policy needs each environment's steps in order within a sequence; use a feed-forward "
+                         "network, or drop pool_envs for the sync pool")
+    return Setup(config, env, policy, axis_name)
 
 
 def optimizer(hp: PPOConfig) -> optax.GradientTransformation:
@@ -138,7 +143,8 @@ def init(setup: Setup, key: jax.Array, hp: PPOConfig) -> RunState:
         obs_stats = update_stats(obs_stats, rollout.obs, setup.axis_name)
     return strong_types(RunState(
         params=params, opt_state=optimizer(hp).init(ravel_pytree(params)[0]), rollout=rollout, obs_stats=obs_stats,
-        reward_state=RewardNormState.create(hp.num_envs), key=key, updates_done=jnp.zeros((), jnp.int32),
+        reward_state=RewardNormState.create(setup.env.spec.pool_envs or hp.num_envs), key=key,
+        updates_done=jnp.zeros((), jnp.int32),
     ))
 
 

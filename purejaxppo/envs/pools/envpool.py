@@ -6,7 +6,8 @@
 
 Every id of ``envpool.list_all_envs()`` works (CartPole-v1, Pendulum-v1, HalfCheetah-v4, Hopper-v4, Walker2d-v4,
 Pong-v5, Breakout-v5, ...); an unknown one is a ValueError at once, with the close matches. EnvPool runs in sync mode
-(every step sends all environments' actions and waits for all of them), with its gymnasium API.
+(every step sends all environments' actions and waits for all of them), with its gymnasium API, or, on the xla route
+with ``pool_envs``, in asynchronous mode (`EnvPoolAsync`).
 
 env_kwargs:
 
@@ -24,6 +25,8 @@ env_kwargs:
     pool with the same seeds, so that the same key gives the same bits. A program you jit yourself
     (``jax.jit(jax.vmap(train))``) continues the streams instead. Old pools stay alive as long as this object, since
     a compiled program may still call them.
+* ``pool_envs`` (xla only, int): asynchronous mode, a pool of that many environments of which each step answers
+  num_envs (`EnvPoolAsync`).
 * ``seed`` (xla only, int, default 0): the XLA pool's seed; ``pool_seed = SeedSequence([seed, S * N])``'s first
   word mod 2**30 (``SeedSequence([seed, S * N, u])`` for a run resumed at update u, `resume_at`).
 * any of the task's EnvPool options (``envpool.make_spec(task).config``: ``max_episode_steps``, ``episodic_life``,
@@ -47,14 +50,16 @@ from __future__ import annotations
 import contextlib
 import difflib
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_batching import custom_vmap
 from jax.experimental import io_callback
 
-from purejaxppo.envs.pools.base import SEED_LIMIT, TOKEN, HostPool, HostStep, describe_spaces
+from purejaxppo.envs.pools.base import SEED_LIMIT, TOKEN, HostPool, HostStep, PoolState, advance, describe_spaces
+from purejaxppo.envs.spec import EnvStep
 from purejaxppo.extras import import_extra
 
 PREFIX = "envpool:"
@@ -83,6 +88,11 @@ def make_envpool_env(task: str, **env_kwargs: Any) -> EnvPoolTask:
     if backend not in BACKENDS:
         raise ValueError(f"PPOConfig.env_kwargs['backend'] must be one of {list(BACKENDS)} for '{PREFIX}{task}', "
                          f"got {backend!r}")
+    if "pool_envs" in env_kwargs:
+        if backend != "xla":
+            raise ValueError(f"PPOConfig.env_kwargs['pool_envs'] (asynchronous mode) needs backend 'xla' for "
+                             f"'{PREFIX}{task}', got {backend!r}")
+        return EnvPoolAsync(task, **env_kwargs)
     if backend == "xla":
         return EnvPoolXLA(task, **env_kwargs)
     if "seed" in env_kwargs:
@@ -209,21 +219,27 @@ class EnvPoolXLA(EnvPoolTask):
             raise ValueError(f"{self.name}: a step of {batch} environments was traced before any reset of that many: "
                              "trace (or run) the program that resets the pool first")
         if current is None or (fresh and (current.used or current.seed != seed)):
-            current = _XLAPool(self._make(batch, seed=seed), self.x64, seed)
+            current = _XLAPool(self._make_xla(batch, seed), self.x64, seed)
             self._current[batch] = current
             self._alive.append(current)
         return current
 
+    def _make_xla(self, batch: int, seed: int):
+        """The EnvPool pool behind a traced pool of `batch` environments."""
+        return self._make(batch, seed=seed)
+
     def _recv(self, xla_pool: _XLAPool, token):
-        """EnvPool's recv, traced inside the x64 scope, cast to 32 bits before leaving it."""
+        """EnvPool's recv, traced inside the x64 scope, cast to 32 bits before leaving it; the environment ids last."""
         with self._scope():
-            token, (obs, reward, terminated, truncated, _) = xla_pool.recv(token)
+            token, (obs, reward, terminated, truncated, info) = xla_pool.recv(token)
             obs = obs.astype(self.observations.raw.dtype)
             reward = reward.astype(jnp.float32)
-        return token, obs, reward, terminated, truncated
+            env_id = info["env_id"].astype(jnp.int32)
+        return token, obs, reward, terminated, truncated, env_id
 
-    def _traced_reset(self, seeds: jax.Array, num_envs: int):
-        xla_pool = self._xla_pool(seeds.shape[0] * num_envs, fresh=True)
+    def _xla_reset(self, batch: int, seeds: jax.Array):
+        """Reset the pool answering `batch` environments per step: ``(token, obs [batch, ...], env_id [batch])``."""
+        xla_pool = self._xla_pool(batch, fresh=True)
 
         def host(seeds):  # `seeds` only orders the call: this pool's seeds were fixed when it was built
             xla_pool.pool.async_reset()
@@ -231,15 +247,25 @@ class EnvPoolXLA(EnvPoolTask):
             return xla_pool.handle
 
         token = io_callback(host, TOKEN, seeds, ordered=False)
-        token, obs, *_ = self._recv(xla_pool, token)
-        return self._state_token(xla_pool, token), obs
+        token, obs, *_, env_id = self._recv(xla_pool, token)
+        return self._state_token(xla_pool, token), obs, env_id
 
-    def _traced_step(self, token: jax.Array, action: jax.Array):
+    def _xla_step(self, token: jax.Array, action: jax.Array, env_id: jax.Array | None):
+        """Send `action` [batch, ...] to environments `env_id` (None: all, in order) and receive the next batch:
+        ``(token, obs, reward, terminated, truncated, env_id)``."""
         xla_pool = self._xla_pool(action.shape[0], fresh=False)
         with self._scope():
-            token = xla_pool.send(self._state_token(xla_pool, token), action.astype(self.action_dtype))
-        token, obs, reward, terminated, truncated = self._recv(xla_pool, token)
-        return self._state_token(xla_pool, token), obs, reward, terminated, truncated, obs
+            token = xla_pool.send(self._state_token(xla_pool, token), action.astype(self.action_dtype), env_id)
+        token, *rest = self._recv(xla_pool, token)
+        return (self._state_token(xla_pool, token), *rest)
+
+    def _traced_reset(self, seeds: jax.Array, num_envs: int):
+        token, obs, _ = self._xla_reset(seeds.shape[0] * num_envs, seeds)
+        return token, obs
+
+    def _traced_step(self, token: jax.Array, action: jax.Array):
+        token, obs, reward, terminated, truncated, _ = self._xla_step(token, action, None)
+        return token, obs, reward, terminated, truncated, obs
 
     @staticmethod
     def _state_token(xla_pool: _XLAPool, token: jax.Array) -> jax.Array:
@@ -256,3 +282,100 @@ class EnvPoolXLA(EnvPoolTask):
 
     def close(self) -> None:
         """Nothing to close: a compiled program may still call this object's pools (they go with it)."""
+
+
+class AsyncPoolState(NamedTuple):
+    """An asynchronous pool's part of the rollout state. N = num_envs (answered per step), P = pool_envs.
+
+    token:          uint8[8], threads the host calls in order (as `PoolState.token`).
+    env_id:         [N] int32, the environments the current observations came from: the next actions go to them.
+    pending_reset:  [P] bool, environment p's next answer is its reset (the step after its episode ended, or its first
+                    reset still on its way): that answer completes no transition.
+    episode_return: [P] float32, each environment's running return.
+    episode_length: [P] int32, each environment's running length.
+    """
+
+    token: jax.Array
+    env_id: jax.Array
+    pending_reset: jax.Array
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+
+class EnvPoolAsync(EnvPoolXLA):
+    """An EnvPool task in asynchronous mode (``env_kwargs={"backend": "xla", "pool_envs": P}``): the pool runs P
+    environments, and each step sends the actions of the N = num_envs environments whose observations the policy
+    just saw and receives the N that are ready first, whichever they are (EnvPool's ``batch_size = N < num_envs = P``).
+    Slow environments no longer hold a step back.
+
+    Each answer row carries its environment's id (`EnvStep.env_id`); the rollout routes actions and results by it
+    (`training.rollout`), and GAE follows each environment's own sequence (`core.per_env`). Which environments answer
+    first depends on the host's thread timing, so an asynchronous run is **not** reproducible bit for bit, unlike every
+    other route. One seed per program: a vmap over seeds is refused (one pool answers in its own order, it cannot be
+    split into seeds). Episode bookkeeping and NEXT_STEP masking are the sync pool's (`base.advance`), per environment.
+
+    Args:
+      task, seed, **options: as `EnvPoolXLA` (the pool of P environments gets ``pool_seed(P) + i``).
+      pool_envs: P, the number of environments the pool runs (at least num_envs).
+    """
+
+    def __init__(self, task: str, pool_envs: int, seed: int = 0, **options: Any):
+        if not isinstance(pool_envs, int) or isinstance(pool_envs, bool) or pool_envs < 1:
+            raise ValueError(f"PPOConfig.env_kwargs['pool_envs'] must be a positive integer for '{PREFIX}{task}', "
+                             f"got {pool_envs!r}")
+        self.pool_envs = pool_envs
+        super().__init__(task, seed=seed, **options)
+        self.spec = self.spec._replace(pool_envs=pool_envs)
+        self.name = f"env '{PREFIX}{task}' (xla backend, async pool of {pool_envs})"
+        self._async_step = self._single_seed(self._xla_step, "step")
+
+    def _make_xla(self, batch: int, seed: int):
+        if batch > self.pool_envs:
+            raise ValueError(f"{self.name}: num_envs ({batch}) must not exceed PPOConfig.env_kwargs['pool_envs'] "
+                             f"({self.pool_envs}): each step answers num_envs of the pool's environments")
+        return self._envpool.make(self.task, env_type="gymnasium", num_envs=self.pool_envs, batch_size=batch,
+                                  seed=self.pool_seed(self.pool_envs), **self.options)
+
+    def _single_seed(self, fn, what: str):
+        """`fn` as a traced call that runs under a vmap of size 1 (the command line's one seed) and refuses a larger
+        one with a one-line error saying what to do instead."""
+        call = custom_vmap(fn)
+
+        @call.def_vmap
+        def one_seed(axis_size, in_batched, *args):
+            if axis_size != 1:
+                raise ValueError(f"{self.name} trains one seed per program: its pool answers in its own order and "
+                                 f"cannot be split into {axis_size} seeds (jax.vmap of {what}). Use num_seeds=1 (one "
+                                 "process per seed), or drop pool_envs for the sync pool, which trains many seeds in "
+                                 "one program")
+            out = call(*(x[0] if batched else x for x, batched in zip(args, in_batched)))
+            return tuple(x[None] for x in out), (True,) * len(out)
+
+        return call
+
+    def reset(self, keys: jax.Array) -> tuple[jax.Array, AsyncPoolState]:
+        """Reset all P environments (traced); the first N to answer: ``(obs [N, *obs_shape], AsyncPoolState)``."""
+        num_envs = keys.shape[0]
+        seed = jax.random.randint(keys[0], (1,), 0, SEED_LIMIT, jnp.int32)
+        reset = self._single_seed(lambda seed: self._xla_reset(num_envs, seed), "reset")
+        token, obs, env_id = reset(seed)
+        pending = jnp.ones((self.pool_envs,), bool).at[env_id].set(False)
+        state = AsyncPoolState(token, env_id, pending, jnp.zeros((self.pool_envs,), jnp.float32),
+                               jnp.zeros((self.pool_envs,), jnp.int32))
+        return self.convert_obs(obs), state
+
+    def step(self, keys: jax.Array, state: AsyncPoolState, action: jax.Array) -> EnvStep:
+        """Send `action` [N, ...] to environments ``state.env_id``; the N that answer first, with their ids."""
+        del keys
+        token, obs, reward, terminated, truncated, env_id = self._async_step(state.token, self.convert_action(action),
+                                                                             state.env_id)
+        rows = PoolState(token, state.pending_reset[env_id], state.episode_return[env_id],
+                         state.episode_length[env_id])
+        rows, (episode_return, episode_length, valid, start) = advance(rows, token, reward, terminated, truncated,
+                                                                      same_step=False)
+        new_state = AsyncPoolState(token, env_id, state.pending_reset.at[env_id].set(rows.pending_reset),
+                                   state.episode_return.at[env_id].set(rows.episode_return),
+                                   state.episode_length.at[env_id].set(rows.episode_length))
+        obs = self.convert_obs(obs)
+        return EnvStep(obs, new_state, reward, terminated, truncated, obs, episode_return, episode_length, valid,
+                       start, env_id)
