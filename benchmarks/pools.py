@@ -526,19 +526,21 @@ def async_env(task: str, pool_envs: int):
 
 def worker_async(case: str, workload: str, steps: int) -> dict:
     """One case's env steps/s in this fresh process: the pool alone (reset, then `steps` steps with random actions in
-    one jitted scan) or whole PPO updates (`mujoco_config` at N environments x 256 steps, the second jitted chunk of
-    4 updates timed); best of 2 timed calls after a compiling one."""
+    one jitted scan) or whole PPO updates (`mujoco_config` at N environments x 256 steps, a jitted chunk of 4 updates
+    after the first); best of 2 timed calls after a warm-up one, compile excluded. An asynchronous pool is reset once
+    per traced program, so each pool-only call is traced and compiled again (on a fresh pool) before it is timed."""
+    import functools
+
     import jax
-    import jax.numpy as jnp
 
     from purejaxppo.envs.pools import host_errors
 
     pool_envs, num_envs = ASYNC_CASES[case]
     task, what = ASYNC_WORKLOADS[workload]
+    key = jax.random.key(0)
     if what == "pool":
         pool = async_env(task, pool_envs)
 
-        @jax.jit
         def run(key):
             _, state = pool.reset(jax.random.split(key, num_envs))
 
@@ -548,7 +550,13 @@ def worker_async(case: str, workload: str, steps: int) -> dict:
 
             return jax.lax.scan(body, state, jax.random.split(key, steps))[1].sum()
 
-        call, done = (lambda: run(jax.random.key(0))), num_envs * steps
+        def timed_call() -> float:
+            compiled = jax.jit(functools.partial(run)).lower(key).compile()  # a new function: a fresh pool
+            start = time.perf_counter()
+            jax.block_until_ready(compiled(key))
+            return time.perf_counter() - start
+
+        env, done = pool, num_envs * steps
     else:
         from purejaxppo.training.train import make_train_functions
 
@@ -556,23 +564,18 @@ def worker_async(case: str, workload: str, steps: int) -> dict:
             num_envs=num_envs, num_steps=256, num_minibatches=8,
             env_kwargs={"backend": "xla", **({"pool_envs": pool_envs} if pool_envs else {})})
         fns = make_train_functions(config)
-        state = jax.jit(fns.init)(jax.random.key(0))
+        holder = [jax.jit(fns.init)(key)]
         chunk = jax.jit(lambda s: fns.run(s, num_updates=4))
-        holder = [state]
 
-        def call():
-            holder[0], metrics = chunk(holder[0])
-            return metrics["nonfinite"]
-
-        done = num_envs * 256 * 4
-    with host_errors(pool if what == "pool" else fns.setup.env):
-        jax.block_until_ready(call())  # compile (and warm up)
-        times = []
-        for _ in range(2):
+        def timed_call() -> float:
             start = time.perf_counter()
-            jax.block_until_ready(call())
-            times.append(time.perf_counter() - start)
-    del jnp
+            holder[0], metrics = chunk(holder[0])
+            jax.block_until_ready(metrics)
+            return time.perf_counter() - start
+
+        env, done = fns.setup.env, num_envs * 256 * 4
+    with host_errors(env):
+        times = [timed_call() for _ in range(3)][1:]  # the first compiles (PPO) or warms up
     return {"case": case, "workload": workload, "steps": done, "seconds": min(times),
             "steps_per_s": done / min(times)}
 

@@ -124,3 +124,25 @@ def test_async_trains_one_seed_and_refuses_what_it_cannot_do():
         make_train(config.replace(network="gru"))
     with pytest.raises(ValueError, match=r"num_envs \(8\) must not exceed PPOConfig.env_kwargs\['pool_envs'\] \(6\)"):
         make_train(config.replace(num_envs=8, total_timesteps=8 * 16 * 3))(jax.random.key(1))
+
+
+def test_a_second_reset_of_a_pool_that_ran_is_refused_not_corrupted():
+    """After a program, P - N environments are still stepping the last actions sent: resetting that pool again (a
+    compiled program called twice) would reset them under EnvPool's threads (Atari crashed so). It is refused in one
+    line; make_train's function traces again, on a fresh pool, and runs."""
+    from purejaxppo.envs import make_env
+    from purejaxppo.envs.pools import HostEnvError, HostProgram
+
+    pool = make_env("envpool:CartPole-v1", ASYNC)
+
+    def run(key):
+        _, state = pool.reset(jax.random.split(key, BATCH))
+        return pool.step(None, state, jax.numpy.zeros((BATCH,), jax.numpy.int32)).reward
+
+    compiled = jax.jit(run)
+    with host_errors(pool):
+        compiled(jax.random.key(0)).block_until_ready()
+    with pytest.raises(HostEnvError, match=r"reset again by a program that already ran"), host_errors(pool):
+        compiled(jax.random.key(0)).block_until_ready()
+    program = HostProgram(run, pool)
+    assert program(jax.random.key(0)).shape == (BATCH,) and program(jax.random.key(0)).shape == (BATCH,)

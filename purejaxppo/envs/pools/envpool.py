@@ -58,7 +58,9 @@ import numpy as np
 from jax.custom_batching import custom_vmap
 from jax.experimental import io_callback
 
-from purejaxppo.envs.pools.base import SEED_LIMIT, TOKEN, HostPool, HostStep, PoolState, advance, describe_spaces
+from purejaxppo.envs.pools.base import (
+    SEED_LIMIT, TOKEN, HostEnvError, HostPool, HostStep, PoolState, advance, describe_spaces,
+)
 from purejaxppo.envs.spec import EnvStep
 from purejaxppo.extras import import_extra
 
@@ -242,6 +244,7 @@ class EnvPoolXLA(EnvPoolTask):
         xla_pool = self._xla_pool(batch, fresh=True)
 
         def host(seeds):  # `seeds` only orders the call: this pool's seeds were fixed when it was built
+            self._before_reset(xla_pool)
             xla_pool.pool.async_reset()
             xla_pool.used = True
             return xla_pool.handle
@@ -258,6 +261,10 @@ class EnvPoolXLA(EnvPoolTask):
             token = xla_pool.send(self._state_token(xla_pool, token), action.astype(self.action_dtype), env_id)
         token, *rest = self._recv(xla_pool, token)
         return (self._state_token(xla_pool, token), *rest)
+
+    def _before_reset(self, xla_pool: _XLAPool) -> None:
+        """On the host, before EnvPool's reset: a sync pool may be reset again (no environment is stepping between
+        two calls)."""
 
     def _traced_reset(self, seeds: jax.Array, num_envs: int):
         token, obs, _ = self._xla_reset(seeds.shape[0] * num_envs, seeds)
@@ -335,6 +342,16 @@ class EnvPoolAsync(EnvPoolXLA):
                              f"({self.pool_envs}): each step answers num_envs of the pool's environments")
         return self._envpool.make(self.task, env_type="gymnasium", num_envs=self.pool_envs, batch_size=batch,
                                   seed=self.pool_seed(self.pool_envs), **self.options)
+
+    def _before_reset(self, xla_pool: _XLAPool) -> None:
+        """Refuse to reset a pool that has run: P - N of its environments are still stepping the actions last sent
+        (EnvPool would reset them under its own threads' feet), so every reset needs a fresh pool, that is a program
+        traced again (make_train's function and the command line do it; a program you jit yourself can reset once)."""
+        if xla_pool.used:
+            self._fail(HostEnvError(
+                f"{self.name} was reset again by a program that already ran: its environments are still stepping "
+                "the last actions sent, so an asynchronous pool is reset once per traced program (call make_train's "
+                "function again, or trace your own program again: jax.jit of a new function)"))
 
     def _single_seed(self, fn, what: str):
         """`fn` as a traced call that runs under a vmap of size 1 (the command line's one seed) and refuses a larger
