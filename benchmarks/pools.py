@@ -53,6 +53,7 @@ sys.path.insert(0, str(HERE))
 from repo_paths import repo_relative  # noqa: E402  (paths in the results: relative to ROOT, never absolute)
 
 RESULTS = HERE / "results"
+PROVENANCE = ("command", "date", "purejaxppo_commit", "wall_s", "load_average_start", "load_average_end")
 PARTS = ("mujoco", "sb3", "pong", "async")
 MUJOCO_TASKS = ("Hopper-v4", "HalfCheetah-v4", "Walker2d-v4")
 CLEANRL_URL = "https://docs.cleanrl.dev/rl-algorithms/ppo/#ppo_continuous_actionpy"
@@ -724,8 +725,10 @@ def main(argv: list[str] | None = None) -> None:
                       purejaxppo_commit=commit, wall_s=time.time() - started,
                       load_average_start=[round(x, 2) for x in load_start],
                       load_average_end=[round(x, 2) for x in os.getloadavg()])
-        if args.part == "pong" and args.part in report["parts"]:  # sub-parts merge too
-            result = {**report["parts"]["pong"], **result}
+        if args.part == "pong" and args.part in report["parts"]:  # sub-parts merge too, each command kept
+            previous = report["parts"]["pong"]
+            earlier = previous.get("earlier", []) + [{k: previous[k] for k in PROVENANCE if k in previous}]
+            result = {**previous, **result, "earlier": earlier}
         report["parts"][args.part] = result
         report.update(device=device_label(), cpu=cpu_name(), cores=os.cpu_count())
         args.out.mkdir(parents=True, exist_ok=True)
@@ -861,9 +864,12 @@ def markdown_sb3(part: dict) -> list[str]:
 
 
 def markdown_pong(part: dict) -> list[str]:
-    lines = ["## (c) Atari Pong-v5 from the pool", "", (f"`{part['command']}` — {part['date']}, purejaxppo "
-             f"{part['purejaxppo_commit']}, {part['wall_s'] / 60:.0f} min (this invocation), load average "
-             f"{part['load_average_start'][0]:.1f} at the start, {part['load_average_end'][0]:.1f} at the end."), "",
+    runs = [*part.get("earlier", []), {k: part[k] for k in PROVENANCE if k in part}]
+    lines = ["## (c) Atari Pong-v5 from the pool", ""] + [
+        (f"`{r['command']}` — {r['date']}, purejaxppo {r['purejaxppo_commit']}, {r['wall_s'] / 60:.0f} min, load "
+         f"average {r['load_average_start'][0]:.1f} at the start, {r['load_average_end'][0]:.1f} at the end"
+         + (" (the latest; its sub-parts replace the earlier ones')." if i == len(runs) - 1 and len(runs) > 1 else "."))
+        for i, r in enumerate(runs)] + ["",
              ("CleanRL ppo_atari_envpool.py's settings (`atari_config`: 8 envs x 128 steps, 4 epochs x 4 minibatches "
              "of 256, Adam 2.5e-4 annealed over 10M steps, clip 0.1, entropy 0.01, the Nature CNN; EnvPool "
              "`episodic_life=True, reward_clip=True`, 4-frame skip and stack, 84x84)."), ""]
