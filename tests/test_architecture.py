@@ -25,7 +25,7 @@ LAYERS = {
                  "training.train", "training.trainer"),
     "scale": ("scale", "scale.sweeps", "scale.population", "scale.parallel"),
     "runs": ("runs", "runs.logs", "runs.checkpoint", "runs.policy", "runs.export", "runs.runlock",
-             "runs.progress", "runs.plotting", "runs.compare"),
+             "runs.progress", "runs.plotting", "runs.compare", "runs.compile_cache"),
     "cli": ("configfields", "cli.args", "cli.plans", "cli.runloop", "cli.train", "cli.pbt", "cli.commands", "cli"),
     "api": ("__init__", "__main__"),
 }
@@ -40,6 +40,7 @@ LAZY_IMPORTS_ALLOWED = {
     "runs.export": {"jax2onnx", "onnxruntime"},
     "runs.logs": {"tensorboardX", "wandb"},
     "runs.plotting": {"gymnasium", "pygame", "gymnax.visualize"},
+    "runs.compile_cache": {"jax"},  # read before jax is imported: XLA's log level is set from the environment
     **{name: None for name in ORDER if name == "cli" or name.startswith("cli.")},  # any
 }
 MAX_TOP_LEVEL_MODULES = 12

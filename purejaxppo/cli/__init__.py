@@ -74,6 +74,7 @@ __all__ = ["COMMANDS", "EXIT_DIVERGED", "EXIT_INTERRUPTED", "EXIT_USAGE", "Usage
 
 COMMANDS = {Train: train_command, Pbt: pbt_command, Eval: eval_command, Export: export_command, Plot: plot_command,
             Compare: compare_command, ListEnvs: list_envs_command}  # the parsed command's class: its function
+COMPILING = (Train, Pbt, Eval, Export, Compare)  # commands that compile programs: the persistent cache goes on first
 
 
 def _run_errors() -> tuple[type[Exception], ...]:
@@ -98,6 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         cmd = parse(argv)
+        if isinstance(cmd, COMPILING):  # jax is not imported yet (but in tests and in Python callers of main)
+            from purejaxppo.runs.compile_cache import enable, quiet_xla_log
+
+            quiet_xla_log()
+            enable()
         return COMMANDS[type(cmd)](cmd)
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else 0

@@ -229,6 +229,7 @@ def run_chunks(plan: RunPlan, program: Program, quiet: bool, stop_after: int | N
     chunk); then summary.json and the result line. Returns the exit status."""
     from purejaxppo.envs.pools import HostEnvError, host_errors
     from purejaxppo.runs.checkpoint import Checkpointer, CheckpointError, checkpoint_dir
+    from purejaxppo.runs.compile_cache import cache_hits
     from purejaxppo.runs.logs import METRICS_FILE, SUMMARY_FILE, RunLog, RunWriteError, truncate_records, write_json
     from purejaxppo.runs.progress import ProgressBar, progress_enabled
 
@@ -257,8 +258,9 @@ def run_chunks(plan: RunPlan, program: Program, quiet: bool, stop_after: int | N
             if not quiet:
                 print("compiling...", end=" ", flush=True)
             with host_errors(program.env):  # a host environment failing in a chunk: that chunk is not saved
-                state, compile_seconds = program.compile(state)
-                say(f"compiled in {compile_seconds:.1f} s")
+                with cache_hits() as hits:
+                    state, compile_seconds = program.compile(state)
+                say(f"compiled in {compile_seconds:.1f} s" + (" (from the compilation cache)" if hits.count else ""))
                 t_train = time.time()
                 while update < end:
                     n = min(plan.checkpoint_every, end - update)

@@ -1,17 +1,17 @@
-"""Chunked training of S seeds with live progress: one compiled program, host callbacks from inside the loop.
+"""Chunked training of S seeds with live progress: one compiled program, called in blocks of updates.
 
-`make_train` stays pure (no callbacks). For the command line, `ChunkRunner` compiles one program
+`make_train` stays pure, and so does the command line's program. `ChunkRunner` compiles one program
 
-    chunk(states [S], n) = fori_loop(0, n, body, states)
-    body(states)         = states, metrics = vmap(update)(states)        # metrics: {name: [S]}
-                           io_callback(sink, None, metrics, ordered=True)
+    block(states [S], n) = fori_loop(0, n, body, (states, rows))       n <= B, B = `block` updates (static)
+    body(i, states, rows) = states, metrics = vmap(update)(states)     # metrics: {name: [S]}
+                            rows[i] = metrics                          # rows: {name: [B, S]}
 
-Ordered `io_callback` cannot sit under `vmap`, so the loop runs over updates *outside* the vmap over seeds, and the
-callback receives the whole batch of seeds at once. ``n`` is a traced argument (the loop is a `while_loop`), so
-every chunk, including a shorter last one, and any ``--checkpoint-every`` reuse the same executable: one compile per
-config and seed count. The callback fires after every update, in order; it streams the metrics to the host (the
-program returns only the states) and drives the progress bar. It is part of the program whether or not a bar is
-shown, so ``--quiet`` runs compute exactly what visible runs compute.
+and a chunk of k updates (a checkpoint interval) is ceil(k / B) calls of it, the host showing each block's metrics on
+the progress bar as it comes back. ``n`` is a traced argument (the loop is a `while_loop`), so every block, including
+a shorter last one, and any ``--checkpoint-every`` reuse the same executable: one compile per config and seed count.
+With no host callback inside, the executable can be kept in JAX's persistent compilation cache
+(`purejaxppo.runs.compile_cache`), so a second identical run does not compile again; and ``--quiet`` runs compute
+exactly what visible runs compute. B is about 1% of the run's updates (at least 1): the bar moves a hundred times.
 
 The update counter is in the state and every random key derives from it, so running chunks back to back, or
 restoring a checkpoint between them, is bit-identical to one long run.
@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 import jax
 import numpy as np
-from jax.experimental import io_callback
+import jax.numpy as jnp
 from tqdm.auto import tqdm
 
 from purejaxppo.compiler import jit
@@ -38,6 +38,7 @@ from purejaxppo.training.train import TrainFunctions, make_train_functions, rest
 
 Metrics = dict[str, np.ndarray]
 Sink = Callable[[Metrics], None]
+PROGRESS_STEPS = 100  # the compiled program runs about num_updates / 100 updates per call
 
 
 class ChunkRunner:
@@ -53,7 +54,7 @@ class ChunkRunner:
     def __init__(self, config: PPOConfig, fns: TrainFunctions | None = None):
         self.config = config
         self.fns = make_train_functions(config) if fns is None else fns
-        self._sink: Sink | None = None
+        self.block = max(1, -(-config.num_updates // PROGRESS_STEPS))  # updates per call of the compiled program
         self._lock = threading.Lock()
         self.host_pool = self.fns.setup.env if isinstance(self.fns.setup.env, HostPool) else None
         self._programs()
@@ -73,20 +74,24 @@ class ChunkRunner:
         if self.host_pool is not None and self.host_pool.needs_retrace():
             self._programs()
 
-    def _emit(self, metrics: dict[str, Any]) -> None:
-        sink = self._sink
-        if sink is not None:
-            sink({k: np.asarray(v) for k, v in metrics.items()})
-
     def _chunk_fn(self, states, num_updates):
+        """``num_updates`` (<= `block`, traced) updates of every seed: ``(states, rows {name: [block, S]})``, row i
+        the metrics of update i (plus "update", its number); the rows after ``num_updates`` are zeros."""
         config, update = self.config, self.fns.update
 
-        def body(_, s):
+        def step(s):
             s, metrics = jax.vmap(lambda x: update(x, config))(s)
-            io_callback(self._emit, None, {**metrics, "update": s.updates_done}, ordered=True)
-            return s
+            return s, {**metrics, "update": s.updates_done}
 
-        return jax.lax.fori_loop(0, num_updates, body, states)
+        shapes = jax.eval_shape(step, states)[1]
+        rows = {k: jnp.zeros((self.block, *v.shape), v.dtype) for k, v in shapes.items()}
+
+        def body(i, carry):
+            s, rows = carry
+            s, metrics = step(s)
+            return s, {k: rows[k].at[i].set(metrics[k]) for k in rows}
+
+        return jax.lax.fori_loop(0, num_updates, body, (states, rows))
 
     def compile(self, states) -> tuple[Any, float]:
         """Compile the chunk program for `states` (donated) by running zero updates through it; the executable then
@@ -98,7 +103,7 @@ class ChunkRunner:
         """
         t0 = time.perf_counter()
         with self._lock:
-            states = self._chunk(states, np.int32(0))
+            states, _ = self._chunk(states, np.int32(0))
             jax.block_until_ready(states)
         return states, time.perf_counter() - t0
 
@@ -123,28 +128,22 @@ class ChunkRunner:
         Args:
           states: batched [S] `RunState`.
           num_updates: updates to run (any value >= 0; never recompiles).
-          sink: also called with each update's metrics ``{name: [S]}`` (plus "update"), in order, while it runs.
+          sink: also called with each update's metrics ``{name: [S]}`` (plus "update"), in order, as each block of
+            updates comes back.
 
         Returns:
           ``(states, metrics)`` with metrics ``{name: [num_updates, S]}``, "update" holding each update's number.
         """
         rows: list[Metrics] = []
-
-        def collect(m: Metrics) -> None:
-            rows.append(m)
-            if sink is not None:
-                sink(m)
-
-        with self._lock:  # one chunk at a time per runner: the sink is shared by the compiled program
-            self._sink = collect
-            try:
-                states = self._chunk(states, np.int32(num_updates))
-                jax.block_until_ready(states)
-                jax.effects_barrier()
-            finally:
-                self._sink = None
-        if len(rows) != num_updates:
-            raise RuntimeError(f"expected {num_updates} progress callbacks, got {len(rows)}")
+        with self._lock:  # one chunk at a time per runner
+            while len(rows) < num_updates:
+                n = min(self.block, num_updates - len(rows))
+                states, block = self._chunk(states, np.int32(n))
+                block = jax.device_get(block)
+                for i in range(n):
+                    rows.append({k: np.asarray(v[i]) for k, v in block.items()})
+                    if sink is not None:
+                        sink(rows[-1])
         return states, stack_metrics(rows)
 
     def compiled_count(self) -> int:

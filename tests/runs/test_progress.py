@@ -1,4 +1,5 @@
-"""Live progress: the chunk program's io_callback fires once per update, in order; make_train has no callbacks.
+"""Live progress: the chunk program runs in blocks of updates and hands every update's metrics to the bar, in order;
+neither it nor make_train holds a host callback (so the persistent compilation cache can keep it).
 
 Uses the same tiny CartPole config (and seed count) as tests/test_cli.py and tests/test_checkpoint.py, so the
 chunk program compiles once per pytest process (`progress.chunk_runner` caches it).
@@ -33,8 +34,9 @@ def _primitive_names(jaxpr) -> set[str]:
 
 
 @pytest.mark.timeout(120)
-def test_callback_fires_once_per_update_in_order_and_one_compile():
+def test_every_update_reaches_the_sink_once_in_order_and_one_compile():
     runner = chunk_runner(TINY)
+    assert runner.block == 1  # 20 updates: one per call (about 1% of the run, at least 1)
     seen = []
     states = runner.init(batched_keys(0, NUM_SEEDS))
     states, m1 = runner.run(states, 3, sink=lambda m: seen.append(m["update"].tolist()))
@@ -62,15 +64,31 @@ def test_chunks_are_bit_identical_to_one_long_chunk():
         np.testing.assert_array_equal(metrics_once[k], joined[k])
 
 
+@pytest.mark.timeout(120)
+def test_blocks_of_several_updates_give_the_same_bits_and_every_row():
+    from purejaxppo.runs.progress import ChunkRunner
+
+    one, blocks = chunk_runner(TINY), ChunkRunner(TINY)
+    blocks.block = 2  # before its first trace: 5 updates are 3 calls (2, 2, 1)
+    seen = []
+    a, ma = one.run(one.init(batched_keys(0, NUM_SEEDS)), 5)
+    b, mb = blocks.run(blocks.init(batched_keys(0, NUM_SEEDS)), 5, sink=lambda m: seen.append(int(m["update"][0])))
+    assert seen == [1, 2, 3, 4, 5] and mb["update"][:, 0].tolist() == [1, 2, 3, 4, 5]
+    for k in ma:
+        np.testing.assert_array_equal(ma[k], mb[k], err_msg=k)
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
 @pytest.mark.timeout(60)
-def test_make_train_is_pure_and_the_chunk_program_calls_back():
+def test_make_train_and_the_chunk_program_have_no_host_callbacks():
     pure = _primitive_names(jax.make_jaxpr(make_train(TINY))(jax.random.key(0)))
     assert "while" in pure or "scan" in pure  # the walker does reach inside the training loop
     assert not {n for n in pure if "callback" in n}, "make_train must not contain host callbacks"
     runner = chunk_runner(TINY)
     abstract = jax.eval_shape(runner.init, batched_keys(0, NUM_SEEDS))
     chunk = _primitive_names(jax.make_jaxpr(runner._chunk_fn)(abstract, np.int32(1)))
-    assert any("callback" in n for n in chunk)
+    assert "while" in chunk and not {n for n in chunk if "callback" in n}
 
 
 def test_progress_bar_shows_steps_and_return_across_seeds():
