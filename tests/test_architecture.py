@@ -26,7 +26,8 @@ LAYERS = {
     "scale": ("scale", "scale.sweeps", "scale.population", "scale.parallel"),
     "runs": ("runs", "runs.logs", "runs.checkpoint", "runs.policy", "runs.export", "runs.runlock",
              "runs.progress", "runs.plotting", "runs.compare", "runs.compile_cache"),
-    "cli": ("configfields", "cli.args", "cli.plans", "cli.runloop", "cli.train", "cli.pbt", "cli.commands", "cli"),
+    "cli": ("configfields", "cli.args", "cli.plans", "cli.runloop", "cli.train", "cli.pbt", "cli.sweep", "cli.commands",
+            "cli"),
     "api": ("__init__", "__main__"),
 }
 ORDER = tuple(name for layer in LAYERS.values() for name in layer)

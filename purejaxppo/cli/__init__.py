@@ -1,10 +1,12 @@
-"""The ``purejaxppo`` command line (also ``python -m purejaxppo``): train, pbt, eval, export, plot, compare, list-envs.
+"""The ``purejaxppo`` command line (also ``python -m purejaxppo``): train, pbt, sweep, eval, export, plot, compare,
+list-envs.
 
     purejaxppo train                                   # CartPole-v1, its shipped config, 1 seed
     purejaxppo train --env Breakout-MinAtar --num-seeds 4 --learning-rate 3e-4 --checkpoint-every 100
     purejaxppo train --config-file my.toml --config.gamma 0.995 --logdir runs/mine
     purejaxppo train --resume runs/mine                # continue a stopped or killed run, bit-identically
     purejaxppo pbt --env Pendulum-v1 --population 8 --search learning_rate=1e-4:3e-3 entropy_coeff=0,0.01
+    purejaxppo sweep --env CartPole-v1 --grid learning_rate=1e-4,3e-4 --grid entropy_coeff=0,0.01 --num-seeds 4
     purejaxppo eval runs/mine --episodes 100 [--sample] [--gif cartpole.gif]
     purejaxppo export runs/mine --format onnx [--seed-index 0] [--out policy.onnx]
     purejaxppo plot runs/a runs/b --out curves.png
@@ -35,7 +37,8 @@ untouched.
 
 The package's modules, from the bottom: `args` (the command dataclasses, PPOConfig's fields as flags, `parse`),
 `plans` (a run resolved from the flags or read back for --resume), `runloop` (the chunked run loop shared by train
-and pbt, summary.json), `train` and `pbt` (the two training commands over the run loop), `commands` (eval, export,
+and pbt, summary.json), `train` and `pbt` (the two training commands over the run loop), `sweep` (settings x seeds
+in one program, a run directory per setting), `commands` (eval, export,
 plot, compare, list-envs) and this module (`main` and the table of commands).
 
 May import: everything below it (runs, scale, training, models, config, envs, core) and `purejaxppo.configfields`; at
@@ -59,6 +62,7 @@ from purejaxppo.cli.args import (
     ListEnvs,
     Pbt,
     Plot,
+    Sweep,
     Train,
     UsageError,
     parse,
@@ -67,14 +71,15 @@ from purejaxppo.cli.commands import compare_command, eval_command, export_comman
 from purejaxppo.cli.pbt import pbt_command
 from purejaxppo.cli.plans import requested_config
 from purejaxppo.cli.runloop import summary_line
+from purejaxppo.cli.sweep import sweep_command
 from purejaxppo.cli.train import train_command
 
 __all__ = ["COMMANDS", "EXIT_DIVERGED", "EXIT_INTERRUPTED", "EXIT_USAGE", "UsageError", "main", "parse",
            "requested_config", "summary_line"]
 
-COMMANDS = {Train: train_command, Pbt: pbt_command, Eval: eval_command, Export: export_command, Plot: plot_command,
-            Compare: compare_command, ListEnvs: list_envs_command}  # the parsed command's class: its function
-COMPILING = (Train, Pbt, Eval, Export, Compare)  # commands that compile programs: the persistent cache goes on first
+COMMANDS = {Train: train_command, Pbt: pbt_command, Sweep: sweep_command, Eval: eval_command, Export: export_command,
+            Plot: plot_command, Compare: compare_command, ListEnvs: list_envs_command}  # a parsed command's function
+COMPILING = (Train, Pbt, Sweep, Eval, Export, Compare)  # they compile programs: the persistent cache goes on first
 
 
 def _run_errors() -> tuple[type[Exception], ...]:

@@ -27,7 +27,7 @@ DEFAULT_ENV = "CartPole-v1"
 DEFAULT_CHECKPOINTS_PER_RUN = 10
 DEFAULT_POPULATION, DEFAULT_QUANTILE = 8, 0.25  # purejaxppo pbt
 DESCRIPTION = ("PPO in pure JAX: train on gymnax environments (one jitted program per run, many seeds at once), "
-               "population-based training, "
+               "hyperparameter sweeps and population-based training, "
                "evaluate checkpoints, export policies (ONNX, StableHLO), plot learning curves, compare runs. "
                "`purejaxppo COMMAND --help` for each command; `purejaxppo --version` prints the version.")
 
@@ -229,6 +229,37 @@ class Pbt:
 
 
 @dataclasses.dataclass(frozen=True)
+class Sweep:
+    """Train every setting of a grid (or a list) of float hyperparameters x --num-seeds seeds of one config in one
+    compiled program, the cells split over the local devices (one per CPU core on a CPU).
+
+    Writes <logdir>/<setting>/ for each setting (config.json, run.json, metrics.jsonl, its final checkpoint and
+    summary.json: `eval`, `export`, `plot` and `compare` read it as a `train` run), <logdir>/summary.md and
+    summary.json (the settings ranked by final return with a 95% interval over seeds, the best marked) and
+    <logdir>/curves.png (every setting's learning curve)."""
+
+    grid: Annotated[tuple[str, ...] | None, tyro.conf.arg(metavar="NAME=A,B,...")] = None
+    """A swept float hyperparameter and its values, e.g. --grid learning_rate=1e-4,3e-4 entropy_coeff=0,0.01 (the
+    Cartesian product)."""
+    list_file: Annotated[Path | None, tyro.conf.arg(name="list", metavar="FILE.toml")] = None
+    """A TOML file of settings instead of a grid: [[setting]] tables of NAME = value (names not given keep the
+    config's value)."""
+    env: Env = None
+    """A gymnax environment id (its shipped config), or a .toml/.json config file."""
+    config_file: OptionalPath = None
+    """A .toml/.json file of PPOConfig fields."""
+    num_seeds: Annotated[int | None, tyro.conf.arg(help_behavior_hint="(default: 2)")] = None
+    """Seeds per setting; every setting trains on the same seeds."""
+    seed: Seed = None
+    """Base random seed: seed i of every setting uses jax.random.split(key(seed), num_seeds)[i]."""
+    logdir: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="(default: runs/<env>-sweep-<timestamp>)")] = None
+    """The sweep's directory (a run directory per setting inside)."""
+    quiet: Flag = False
+    """No start-up lines (the table is still printed)."""
+    config: Overrides = dataclasses.field(default_factory=ConfigOverrides)
+
+
+@dataclasses.dataclass(frozen=True)
 class Eval:
     """Evaluate a trained policy from a checkpoint: returns over N episodes, optionally a GIF of one episode."""
 
@@ -342,11 +373,12 @@ def _help_in_paragraphs(*commands: type) -> None:
                 field.metadata = types.MappingProxyType({**field.metadata, "help": paragraphs(docs[field.name])})
 
 
-_help_in_paragraphs(Train, Pbt, Eval, Export, Plot, Compare, ListEnvs)
+_help_in_paragraphs(Train, Pbt, Sweep, Eval, Export, Plot, Compare, ListEnvs)
 
 Command = (
     Annotated[Train, tyro.conf.subcommand("train")]
     | Annotated[Pbt, tyro.conf.subcommand("pbt")]
+    | Annotated[Sweep, tyro.conf.subcommand("sweep")]
     | Annotated[Eval, tyro.conf.subcommand("eval")]
     | Annotated[Export, tyro.conf.subcommand("export")]
     | Annotated[Plot, tyro.conf.subcommand("plot")]
@@ -390,12 +422,27 @@ def condense_tyro_error(text: str) -> str:
     return message + " (see --help)"
 
 
+def merge_repeated(argv: list[str], flag: str) -> list[str]:
+    """``--grid a=1,2 --grid b=3`` -> ``--grid a=1,2 b=3``: a repeated list flag keeps every value (tyro would keep
+    the last flag's only)."""
+    out: list[str] = []
+    seen = False
+    for arg in argv:
+        if arg == flag:
+            if seen:
+                continue
+            seen = True
+        out.append(arg)
+    return out
+
+
 def parse(argv: Sequence[str]) -> Any:
     """The command dataclass for `argv`; raises SystemExit(0) after --help and UsageError on bad input."""
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
-            cmd = tyro.cli(Command, args=flat_spelling(argv), prog="purejaxppo", description=DESCRIPTION,
+            cmd = tyro.cli(Command, args=merge_repeated(flat_spelling(argv), "--grid"), prog="purejaxppo",
+                           description=DESCRIPTION,
                            config=(tyro.conf.DisallowNone,))
     except SystemExit as e:
         if e.code in (0, None):

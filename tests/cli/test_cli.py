@@ -120,7 +120,7 @@ def test_eval_gif_refuses_an_environment_the_visualiser_cannot_draw():
     (["train", "--resume", "no/such/run"], "not a run directory"),
     (["eval", "no/such/run"], "does not exist"),
     (["plot"], "plot needs at least one run directory"),
-    ([], "Expected one of {train, pbt, eval, export, plot, compare, list-envs}"),
+    ([], "Expected one of {train, pbt, sweep, eval, export, plot, compare, list-envs}"),
     (["compare"], "compare needs at least one run directory"),
     (["compare", "a", "--csv", "--markdown"], "--csv or --markdown, not both"),
     (["compare", "no/such/run"], "compare takes run directories: no/such/run does not exist"),
