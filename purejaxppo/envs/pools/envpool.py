@@ -336,12 +336,16 @@ class EnvPoolAsync(EnvPoolXLA):
         self.name = f"env '{PREFIX}{task}' (xla backend, async pool of {pool_envs})"
         self._async_step = self._single_seed(self._xla_step, "step")
 
+    def pool_seed(self, batch: int) -> int:
+        """The seed of the pool of P environments, whatever `batch` answers per step (environment i: seed + i)."""
+        return super().pool_seed(self.pool_envs)
+
     def _make_xla(self, batch: int, seed: int):
         if batch > self.pool_envs:
             raise ValueError(f"{self.name}: num_envs ({batch}) must not exceed PPOConfig.env_kwargs['pool_envs'] "
                              f"({self.pool_envs}): each step answers num_envs of the pool's environments")
         return self._envpool.make(self.task, env_type="gymnasium", num_envs=self.pool_envs, batch_size=batch,
-                                  seed=self.pool_seed(self.pool_envs), **self.options)
+                                  seed=seed, **self.options)
 
     def _before_reset(self, xla_pool: _XLAPool) -> None:
         """Refuse to reset a pool that has run: P - N of its environments are still stepping the actions last sent
