@@ -184,8 +184,9 @@ def write_sweep(logdir: Path, result, seconds: float) -> list[dict[str, Any]]:
                                          "seed": result.seed, "window_updates": FINAL_WINDOW,
                                          "seconds": round(seconds, 3), "ranked": rows})
     (logdir / "summary.md").write_text(ranked_table(rows, result.config.env_name, num_seeds) + "\n")
-    plot_runs([logdir / r["run_dir"] for r in rows], logdir / "curves.png",
-              title=f"{result.config.env_name}: {len(rows)} settings x {num_seeds} seeds")
+    labels = [f"#{rank} " + ", ".join(f"{k}={v:g}" for k, v in r["setting"].items()) for rank, r in enumerate(rows, 1)]
+    plot_runs([logdir / r["run_dir"] for r in rows], logdir / "curves.png", labels=labels,
+              title=f"{result.config.env_name}: {len(rows)} settings x {num_seeds} seeds (mean and 95% interval)")
     return rows
 
 
