@@ -6,14 +6,16 @@
 Only float hyperparameters (`config.HYPERPARAMETERS`) can be swept: every cell is then the same program with other
 numbers. A field that sets shapes or the program's structure (num_envs, network, ...) would need a program per
 value: it is refused, naming the field (run one sweep per value). On a CPU the cells are split over one device per
-core (``jax_num_cpu_devices``, set before the backend starts). The whole sweep is one call of one program, so the
-progress shown is the phase (compiling and training, then writing), not each update.
+core (``jax_num_cpu_devices``, set before the backend starts). The whole sweep is one call of one program; a host
+callback after each update moves a progress bar (`sweep`'s ``progress``), so this program is compiled every time
+(JAX keeps no program with callbacks in its persistent cache).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 import tomllib
 from pathlib import Path
@@ -43,15 +45,46 @@ def sweep_command(cmd: Sweep) -> int:
 
     say(f"Sweeping {config.env_name}: {len(settings)} setting(s) x {seeds} seed(s) = {len(settings) * seeds} cells "
         f"on {devices()}, {config.timesteps_trained:,} steps each -> {logdir}")
-    say("compiling and training (one program for every cell)...")
+    say("compiling (one program for every cell)...")
     t0 = time.time()
-    result = sweep(config, seeds, seed=cmd.seed or 0, settings=settings, keep_state=True)
+    with UpdateBar(config.num_updates, f"{config.env_name} sweep x{len(settings) * seeds}", cmd.quiet) as bar:
+        result = sweep(config, seeds, seed=cmd.seed or 0, settings=settings, keep_state=True, progress=bar)
     seconds = time.time() - t0
     rows = write_sweep(logdir, result, seconds)
     print(ranked_table(rows, config.env_name, seeds), flush=True)
     say(f"{len(rows)} settings in {seconds:.1f} s; run directories, summary.md, summary.json and curves.png in "
         f"{logdir}")
     return 0
+
+
+class UpdateBar:
+    """A progress bar over the sweep's updates, moved by `sweep`'s ``progress(u)`` calls (once per device and update,
+    from the program's host callbacks: the bar follows the furthest device). It opens at the first update, so the
+    compile does not distort the rate and the ETA."""
+
+    def __init__(self, num_updates: int, desc: str, quiet: bool):
+        from purejaxppo.runs.progress import progress_enabled
+
+        self.options = {"total": num_updates, "desc": desc, "unit": " updates", "dynamic_ncols": True, "leave": True,
+                        "disable": not progress_enabled(quiet)}
+        self.bar, self.shown, self.lock = None, 0, threading.Lock()
+
+    def __call__(self, update: int) -> None:
+        from tqdm.auto import tqdm
+
+        with self.lock:
+            if self.bar is None:
+                self.bar = tqdm(**self.options)
+            if update > self.shown:
+                self.bar.update(update - self.shown)
+                self.shown = update
+
+    def __enter__(self) -> UpdateBar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def read_settings(cmd: Sweep, config) -> list[dict[str, float]]:

@@ -28,19 +28,20 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
+from jax.experimental import io_callback, multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from purejaxppo.compiler import jit
 from purejaxppo.config import HYPERPARAMETERS, STATIC_FIELDS, PPOConfig, field_names, with_hyperparameters
 from purejaxppo.envs.pools import check_host_pool_placement
-from purejaxppo.training.train import RunState, init, make_setup, run
+from purejaxppo.training.train import RunState, init, make_setup, run, update
 
 BATCH_AXIS = "batch"
 DEFAULT_LAST = 10  # `best` and `scores` judge a setting by its last 10 updates (mean over those and over seeds)
@@ -126,6 +127,7 @@ def sweep(
     keep_state: bool = False,
     env=None,
     env_params=None,
+    progress: Callable[[int], None] | None = None,
     **grid: Sequence[float],
 ) -> SweepResult:
     """Train every setting x `num_seeds` seeds of `config` in one compiled program, sharded over `mesh`'s devices.
@@ -140,6 +142,10 @@ def sweep(
         ``Mesh(jax.devices(), ("batch",))``. A one-device mesh runs unsharded.
       keep_state: also return the final `RunState` of every cell (memory: one full state per cell).
       env, env_params: a custom environment, as for `make_train`.
+      progress: called on the host with ``u`` each time a device has finished update u of its cells (once per
+        device and update: the command line's progress bar). The program then steps every device's cells together,
+        update by update (``scan(vmap(update))`` rather than ``vmap(scan(update))``: the same arithmetic, though XLA
+        may round differently), with a host callback in it, so it is not kept in the persistent compilation cache.
       **grid: ``name=[values...]`` for float hyperparameters: the Cartesian product, axes in keyword order.
 
     Returns:
@@ -161,7 +167,8 @@ def sweep(
     keys, values = _cell_inputs(config, plan, num_seeds, seed)
     pad = -len(keys) % mesh.size  # pad the batch to a multiple of the device count with copies of the last cell
     keys, values = _pad(keys, pad), {name: _pad(v, pad) for name, v in values.items()}
-    program = _program(config, plan.names, mesh, keep_state, env, env_params)
+    program = (_program(config, plan.names, mesh, keep_state, env, env_params) if progress is None else
+               _build_program(config, plan.names, mesh, keep_state, env, env_params, progress))
     sharding = NamedSharding(mesh, P(mesh.axis_names))  # the batch axis of cells split over every axis of the mesh
     state, metrics = program(_global_array(keys, sharding), {n: _global_array(v, sharding) for n, v in values.items()})
     state, metrics = gather_to_host((state, metrics))
@@ -276,7 +283,7 @@ def _program(config, names, mesh, keep_state, env, env_params):
     return _build_program(config, names, mesh, keep_state, env, env_params)
 
 
-def _build_program(config, names, mesh, keep_state, env, env_params):
+def _build_program(config, names, mesh, keep_state, env, env_params, progress=None):
     setup = make_setup(config, env, env_params)
     check_host_pool_placement(setup.env, "sweep", devices=mesh.size)
     impl = _key_impl()
@@ -286,9 +293,24 @@ def _build_program(config, names, mesh, keep_state, env, env_params):
         state, metrics = run(setup, init(setup, jax.random.wrap_key_data(key_data, impl=impl), hp), hp)
         return (state.replace(key=jax.random.key_data(state.key)) if keep_state else None), metrics
 
+    def cells_with_progress(key_data: jax.Array, values: dict[str, jax.Array]):
+        """This device's cells stepped together, update by update, calling `progress` after each update."""
+        hps = lambda v: with_hyperparameters(config, v)  # noqa: E731
+        states = jax.vmap(lambda k, v: init(setup, jax.random.wrap_key_data(k, impl=impl), hps(v)))(key_data, values)
+
+        def step(states, _):
+            states, metrics = jax.vmap(lambda s, v: update(setup, s, hps(v)))(states, values)
+            io_callback(lambda u: progress(int(u[0])), None, states.updates_done, ordered=False)
+            return states, metrics
+
+        states, metrics = jax.lax.scan(step, states, None, length=config.num_updates)
+        metrics = jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), metrics)  # [U, cells] -> [cells, U]
+        return (states.replace(key=jax.random.key_data(states.key)) if keep_state else None), metrics
+
     cells = P(mesh.axis_names)  # the batch axis split over every axis of the mesh
     # shard_map: each device runs the vmapped program on its own cells (no collectives); jit places the batch.
-    local = jax.shard_map(jax.vmap(cell), mesh=mesh, in_specs=(cells, cells), out_specs=cells, check_vma=False)
+    body = jax.vmap(cell) if progress is None else cells_with_progress
+    local = jax.shard_map(body, mesh=mesh, in_specs=(cells, cells), out_specs=cells, check_vma=False)
     sharding = NamedSharding(mesh, cells)
     return jit(local, in_shardings=(sharding, sharding), out_shardings=sharding)
 

@@ -183,3 +183,16 @@ def test_bad_value_gives_the_config_error(field, bad):
 def test_argument_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         sweep(CONFIG, **kwargs)
+
+
+def test_progress_reports_every_update_and_changes_no_result(grid):
+    """`progress` (the command line's bar) is called after every update of every device's cells; the cells are then
+    stepped together, update by update, and give the same metrics and final states as the plain program here."""
+    seen = []
+    with_bar = sweep(CONFIG, num_seeds=SEEDS, learning_rate=LRS, entropy_coeff=ENTS, keep_state=True,
+                     progress=seen.append)
+    assert sorted(set(seen)) == list(range(1, CONFIG.num_updates + 1)) and len(seen) % CONFIG.num_updates == 0
+    for name in grid.metrics:
+        np.testing.assert_allclose(with_bar.metrics[name], grid.metrics[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    for a, b in zip(jax.tree.leaves(with_bar.state.params), jax.tree.leaves(grid.state.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
