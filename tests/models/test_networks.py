@@ -86,3 +86,24 @@ def test_image_frames_get_the_nature_cnn_and_it_needs_images():
         make_policy(PPOConfig(network="nature_cnn"), EnvSpec((4,), True, 2, None, None, False, 500))
     with pytest.raises(ValueError, match="network='nature_cnn' needs images of at least 36x36"):
         make_policy(PPOConfig(network="nature_cnn"), minatar)
+
+
+def test_the_patch_convolution_is_flax_conv_with_the_same_parameters():
+    """`PatchConv` (the Nature CNN's convolutions on the CPU) against `nn.Conv`: the same parameter tree from the same
+    key, and the same outputs to float rounding, for each of the torso's three shapes."""
+    import flax.linen as nn
+
+    from purejaxppo.models.networks import PatchConv
+
+    for features, size, stride, shape in ((32, 8, 4, (2, 84, 84, 4)), (64, 4, 2, (2, 20, 20, 32)),
+                                          (64, 3, 1, (2, 9, 9, 64))):
+        x = jax.random.normal(jax.random.key(size), shape)
+        conv = nn.Conv(features, (size, size), (stride, stride), padding="VALID",
+                       kernel_init=nn.initializers.orthogonal(np.sqrt(2)), bias_init=nn.initializers.zeros)
+        patch = PatchConv(features, size, stride)
+        p_conv, p_patch = conv.init(jax.random.key(0), x), patch.init(jax.random.key(0), x)
+        assert jax.tree.structure(p_conv) == jax.tree.structure(p_patch)
+        for a, b in zip(jax.tree.leaves(p_conv), jax.tree.leaves(p_patch)):
+            np.testing.assert_array_equal(a, b)
+        p_conv = jax.tree.map(lambda v: v + 0.1, p_conv)  # a non-zero bias too
+        np.testing.assert_allclose(patch.apply(p_conv, x), conv.apply(p_conv, x), rtol=1e-4, atol=1e-4)
