@@ -23,9 +23,10 @@ this machine; `--thread-probe` measures SB3 at 1 and 2 threads side by side to s
 
 (c) CleanRL ppo_atari(_envpool)'s settings (`atari_config`): the whole PPO update's steps/s on both routes, a random
 policy's return over 10 episodes, and a learning run of `--learn-minutes` (the first updates of CleanRL's 10M-step
-schedule). `--cnn im2col` swaps in `Im2colNatureCNN`, the same torso (same parameters, same outputs to float
-rounding) with its convolutions written as patch matmuls: XLA:CPU runs a convolution's gradient inside the
-minibatch `lax.scan` far slower than at top level (see the results).
+schedule). `--cnn` picks the Nature CNN's convolutions: `shipped` (the package's choice: patch matmuls on the CPU
+since 2026-12-07), `conv` (XLA's convolutions, `nn.Conv`) or `im2col` (patch matmuls, `networks.PatchConv`), the
+same parameters and outputs to float rounding: XLA:CPU runs a convolution's gradient inside the minibatch `lax.scan`
+far slower than the matmuls (see the results).
 
 (d) The package's asynchronous pool (``env_kwargs={"backend": "xla", "pool_envs": 16}``, 8 answering per step)
 against the sync XLA pool of 8 and of 16 environments: Pong-v5's pool alone (a jitted scan of `--async-steps` steps
@@ -339,67 +340,31 @@ def summarize_sb3(pairs: list[dict]) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------- (c) Pong
-def im2col_patches(x, size: int, stride: int):
-    """``[B, H, W, C] -> [B, H', W', size * size * C]``: the 'VALID' patches of a size x size, stride-`stride`
-    convolution, feature order (dy, dx, c) as ``kernel.reshape(-1, features)`` reads them."""
-    import jax.numpy as jnp
-
-    h, w = x.shape[-3:-1]
-    oh, ow = (h - size) // stride + 1, (w - size) // stride + 1
-    return jnp.concatenate([x[:, dy: dy + stride * (oh - 1) + 1: stride, dx: dx + stride * (ow - 1) + 1: stride, :]
-                            for dy in range(size) for dx in range(size)], -1)
-
-
-def make_im2col_nature_cnn():
-    """`networks.NatureCNNTorso` with each convolution as one matmul over its patches: the same parameter names,
-    shapes and initialisers (so the same parameters from the same key), the same outputs up to float rounding."""
-    import flax.linen as nn
-    import numpy as np
-
-    from purejaxppo.models import networks
-
-    class PatchConv(nn.Module):
-        features: int
-        size: int
-        stride: int
-
-        @nn.compact
-        def __call__(self, x):
-            kernel = self.param("kernel", nn.initializers.orthogonal(np.sqrt(2)),
-                                (self.size, self.size, x.shape[-1], self.features))
-            bias = self.param("bias", nn.initializers.zeros, (self.features,))
-            return im2col_patches(x, self.size, self.stride) @ kernel.reshape(-1, self.features) + bias
-
-    class Im2colNatureCNN(nn.Module):
-        @nn.compact
-        def __call__(self, x):
-            batch_shape = x.shape[:-3]
-            x = x.reshape((-1, *x.shape[-3:]))
-            for i, (features, size, stride) in enumerate(((32, 8, 4), (64, 4, 2), (64, 3, 1))):
-                x = nn.relu(PatchConv(features, size, stride, name=f"Conv_{i}")(x))
-            return nn.relu(networks._dense(512, np.sqrt(2))(x.reshape((*batch_shape, -1))))
-
-    return Im2colNatureCNN
+CNN_FORMS = {"shipped": None, "conv": "xla", "im2col": "patch"}  # --cnn: the Nature CNN's convolutions (`conv`)
 
 
 def use_cnn(variant: str) -> float | None:
-    """Install the torso `variant` names ("shipped" leaves the package alone); for "im2col", check it against the
-    shipped torso (same key: same parameters) and return the largest output difference on random frames."""
-    if variant == "shipped":
+    """Install the torso `variant` names: "shipped" leaves the package alone (since 2026-12-07 its CPU form is
+    "im2col"); "conv" forces XLA's convolutions (`nn.Conv`), "im2col" the patch matmuls (`networks.PatchConv`).
+    For a forced form, check it against the other (same key: same parameters) and return the largest output
+    difference on random frames."""
+    if CNN_FORMS[variant] is None:
         return None
     import jax
     import jax.numpy as jnp
 
     from purejaxppo.models import networks
 
-    shipped, patched = networks.NatureCNNTorso(), make_im2col_nature_cnn()()
+    form = CNN_FORMS[variant]
+    chosen = type("ChosenNatureCNN", (networks.NatureCNNTorso,), {"__annotations__": {"conv": str}, "conv": form})
+    other = networks.NatureCNNTorso(conv="xla" if form == "patch" else "patch")
     x = jax.random.uniform(jax.random.key(1), (4, 84, 84, 4))
-    p0, p1 = shipped.init(jax.random.key(0), x), patched.init(jax.random.key(0), x)
+    p0, p1 = other.init(jax.random.key(0), x), chosen().init(jax.random.key(0), x)
     if jax.tree.structure(p0) != jax.tree.structure(p1) or not all(
             bool(jnp.array_equal(a, b)) for a, b in zip(jax.tree.leaves(p0), jax.tree.leaves(p1))):
-        raise RuntimeError("the im2col torso's parameters differ from NatureCNNTorso's")
-    diff = float(jnp.abs(shipped.apply(p0, x) - patched.apply(p1, x)).max())
-    networks.NatureCNNTorso = type(patched)
+        raise RuntimeError("the two convolution forms' parameters differ")
+    diff = float(jnp.abs(other.apply(p0, x) - chosen().apply(p1, x)).max())
+    networks.NatureCNNTorso = chosen
     return diff
 
 
@@ -495,7 +460,7 @@ def run_pong(args) -> dict:
         out["speed"] = []
         for cnn in args.speed_cnns.split(","):
             for backend in ("xla", "callback"):
-                updates = args.shipped_updates if cnn == "shipped" else args.updates
+                updates = args.conv_updates if cnn == "conv" else args.updates
                 row = run_worker(["pong-speed", "--backend", backend, "--updates", str(updates), "--cnn", cnn])
                 out["speed"].append(row)
                 print(f"pong speed {backend} {cnn}: {row['steps_per_s']:.1f} steps/s ({row['run_s']:.0f} s for "
@@ -705,11 +670,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--torch-threads", type=int, default=1, help="sb3: torch intra-op threads")
     ap.add_argument("--thread-probe", action="store_true", help="sb3: also time SB3 at 1 and 2 torch threads")
     ap.add_argument("--pong-parts", default="random,speed,learn", help="pong: which of random, speed, learn")
-    ap.add_argument("--speed-cnns", default="shipped,im2col", help="pong speed: torsos to time")
-    ap.add_argument("--updates", type=int, default=4, help="pong speed: updates timed (im2col torso)")
-    ap.add_argument("--shipped-updates", type=int, default=1, help="pong speed: updates timed (shipped torso)")
+    ap.add_argument("--speed-cnns", default="conv,im2col", help="pong speed: convolution forms to time")
+    ap.add_argument("--updates", type=int, default=4, help="pong speed: updates timed (patch matmuls)")
+    ap.add_argument("--conv-updates", type=int, default=1, help="pong speed: updates timed (XLA's convolutions)")
     ap.add_argument("--learn-minutes", type=float, default=25.0, help="pong learn: training time")
-    ap.add_argument("--cnn", default="im2col", choices=("shipped", "im2col"), help="pong learn: the torso")
+    ap.add_argument("--cnn", default="shipped", choices=tuple(CNN_FORMS), help="pong learn: the convolutions")
     ap.add_argument("--chunk", type=int, default=10, help="pong learn: updates per compiled chunk")
     ap.add_argument("--async-steps", type=int, default=400, help="async: pool steps timed (pool-only workload)")
     ap.add_argument("--repeats", type=int, default=3, help="async: fresh processes per case")
@@ -879,10 +844,11 @@ def markdown_pong(part: dict) -> list[str]:
                   f"{r['std']:.2f} over {r['episodes']} episodes (measured here; -20.7 is the usual figure)."), ""]
     if "speed" in part:
         lines += [("**Whole PPO update, steps/s** (`make_train(config)` compiled, then one call of `updates` updates: "
-                  "rollout, GAE and 16 minibatch steps each; compile apart). `shipped` is the package's "
-                  "`nature_cnn`; `im2col` is `Im2colNatureCNN` in this script, the same torso (same parameters "
-                  "from the same key, outputs equal to float rounding) with each convolution as one matmul over its "
-                  "patches, swapped in for the measurement only."), "",
+                  "rollout, GAE and 16 minibatch steps each; compile apart). The torso's convolutions: `conv` is "
+                  "XLA's (`nn.Conv`), and so is `shipped` in rows measured before 2026-12-07's PatchConv commit "
+                  "(at fd922ce); `im2col` is one matmul over each convolution's patches (`networks.PatchConv`, the "
+                  "package's CPU form since then), the same parameters from the same key and outputs equal to float "
+                  "rounding."), "",
                   ("| route | torso | updates timed | run s | **steps/s** | compile s | largest output difference "
                   "vs shipped |"), "|---|---|---|---|---|---|---|"]
         for r in part["speed"]:

@@ -136,16 +136,19 @@ class PatchConv(nn.Module):
 class NatureCNNTorso(nn.Module):
     """Mnih et al. (2015)'s Atari torso: ``[..., H, W, C] -> [..., 512]`` by 8x8/4, 4x4/2 and 3x3/1 'VALID'
     convolutions of 32, 64 and 64 channels and a dense layer of 512, all ReLU (H and W at least 36; 84 for Atari).
-    The convolutions are `PatchConv` when the program is traced for the CPU, `nn.Conv` elsewhere: the same
-    parameters either way, so a checkpoint moves between the two."""
+    The convolutions (`conv`): "auto", `PatchConv` when the program is traced for the CPU and `nn.Conv` elsewhere;
+    "patch" or "xla" for one of them everywhere. The parameters are the same either way, so a checkpoint moves
+    between them."""
+
+    conv: str = "auto"
 
     @nn.compact
     def __call__(self, x):
         batch_shape = x.shape[:-3]
         x = x.reshape((-1, *x.shape[-3:]))
-        on_cpu = jax.default_backend() == "cpu"
+        patch = self.conv == "patch" or (self.conv == "auto" and jax.default_backend() == "cpu")
         for i, (features, size, stride) in enumerate(((32, 8, 4), (64, 4, 2), (64, 3, 1))):
-            conv = (PatchConv(features, size, stride, name=f"Conv_{i}") if on_cpu else
+            conv = (PatchConv(features, size, stride, name=f"Conv_{i}") if patch else
                     nn.Conv(features, (size, size), (stride, stride), padding="VALID", name=f"Conv_{i}",
                             kernel_init=nn.initializers.orthogonal(np.sqrt(2)), bias_init=nn.initializers.zeros))
             x = nn.relu(conv(x))
