@@ -153,7 +153,8 @@ def test_no_package_init_exports_a_name_equal_to_a_sibling_module():
     for name, path in paths.items():
         if path.name != "__init__.py" or name == "__init__":
             continue
-        siblings = {p.stem for p in path.parent.glob("*.py")} | {p.parent.name for p in path.parent.glob("*/__init__.py")}
+        siblings = ({p.stem for p in path.parent.glob("*.py")}
+                    | {p.parent.name for p in path.parent.glob("*/__init__.py")})
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
                 bad += [f"{name}: {a.asname or a.name}" for a in node.names

@@ -6,9 +6,9 @@
                                                           environment sequences [N, T] (recurrent policies)
     fit:           epochs of shuffled minibatches of the samples, each scored by `minibatch_loss`
 
-Written once for every policy (see `purejaxppo.models.policies`): a recurrent policy replays each sequence from the carry
-it started the rollout with and the reset flags the rollout recorded, so the loss sees exactly what acting saw (with
-the current parameters). `make_train` and `PPOTrainer` both learn through `fit`.
+Written once for every policy (see `purejaxppo.models.policies`): a recurrent policy replays each sequence from the
+carry it started the rollout with and the reset flags the rollout recorded, so the loss sees exactly what acting saw
+(with the current parameters). `make_train` and `PPOTrainer` both learn through `fit`.
 
 Host pools with NEXT_STEP resets add `valid` flags (`rollout.Transition.valid`): the loss, the advantage
 standardisation, its diagnostics and the normalisation statistics then leave the reset steps out (weighted means).
