@@ -483,11 +483,15 @@ ASYNC_WORKLOADS = {  # name: (task, what is timed)
 }
 
 
+def async_kwargs(pool_envs: int) -> dict:
+    """The XLA route's env_kwargs: asynchronous with a pool of `pool_envs` environments, or sync for 0."""
+    return {"backend": "xla", **({"pool_envs": pool_envs} if pool_envs else {})}
+
+
 def async_env(task: str, pool_envs: int):
     from purejaxppo.envs import make_env
 
-    kwargs = {"backend": "xla", **({"pool_envs": pool_envs} if pool_envs else {})}
-    return make_env(f"envpool:{task}", kwargs)
+    return make_env(f"envpool:{task}", async_kwargs(pool_envs))
 
 
 def worker_async(case: str, workload: str, steps: int) -> dict:
@@ -528,7 +532,7 @@ def worker_async(case: str, workload: str, steps: int) -> dict:
 
         config = mujoco_config(task, num_envs * 256 * 12).replace(
             num_envs=num_envs, num_steps=256, num_minibatches=8,
-            env_kwargs={"backend": "xla", **({"pool_envs": pool_envs} if pool_envs else {})})
+            env_kwargs=async_kwargs(pool_envs))
         fns = make_train_functions(config)
         holder = [jax.jit(fns.init)(key)]
         chunk = jax.jit(lambda s: fns.run(s, num_updates=4))

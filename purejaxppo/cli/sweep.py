@@ -33,7 +33,7 @@ def sweep_command(cmd: Sweep) -> int:
     """Check everything, train every cell in one program, write the run directories, the table and the plot."""
     check_positive(cmd, "num-seeds")
     check_seed(cmd.seed)
-    devices = use_cpu_cores()  # before anything starts jax's backend
+    use_cpu_cores()  # before anything starts jax's backend
     config = requested_config(cmd)
     settings = read_settings(cmd, config)
     seeds = cmd.num_seeds or DEFAULT_SEEDS
@@ -44,7 +44,7 @@ def sweep_command(cmd: Sweep) -> int:
     from purejaxppo.scale.sweeps import sweep
 
     say(f"Sweeping {config.env_name}: {len(settings)} setting(s) x {seeds} seed(s) = {len(settings) * seeds} cells "
-        f"on {devices()}, {config.timesteps_trained:,} steps each -> {logdir}")
+        f"on {describe_devices()}, {config.timesteps_trained:,} steps each -> {logdir}")
     say("compiling (one program for every cell)...")
     t0 = time.time()
     with UpdateBar(config.num_updates, f"{config.env_name} sweep x{len(settings) * seeds}", cmd.quiet) as bar:
@@ -147,16 +147,23 @@ def number(name: str, value: Any, where: str) -> float:
         raise UsageError(f"{where}: {name} = {value!r} is not a number") from None
 
 
-def use_cpu_cores():
-    """One CPU device per core when the backend has not started yet (the cells are split over them). Returns a
-    function describing the devices the sweep will use (called once the backend runs)."""
+def use_cpu_cores() -> None:
+    """One CPU device per core when the backend has not started yet (the cells are split over them); a backend
+    already running (a Python caller of main, the tests) keeps its devices."""
     import jax
 
     from jax._src import xla_bridge
 
-    if not xla_bridge.backends_are_initialized():  # else (a Python caller, the tests) its devices stay
+    if not xla_bridge.backends_are_initialized():
         jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
-    return lambda: f"{len(jax.devices())} {jax.devices()[0].platform} device(s)"
+
+
+def describe_devices() -> str:
+    """The devices the sweep's cells are split over, e.g. ``"2 cpu device(s)"`` (starts the backend)."""
+    import jax
+
+    devices = jax.devices()
+    return f"{len(devices)} {devices[0].platform} device(s)"
 
 
 def setting_name(index: int, setting: dict[str, float]) -> str:

@@ -86,7 +86,8 @@ def per_env_returns(order: EnvOrder, rewards, dones, carried, gamma) -> tuple[ja
     def accumulate(ret, step):
         r_t, done_t, start_t, initial_t = step
         ret = jnp.where(start_t, initial_t, ret) * gamma + r_t
-        return jnp.where(done_t, 0.0, ret), (ret, jnp.where(done_t, 0.0, ret))
+        restarted = jnp.where(done_t, 0.0, ret)
+        return restarted, (ret, restarted)
 
     initial = carried[order.env]
     _, (returns, after) = jax.lax.scan(

@@ -81,15 +81,15 @@ def normalize_rollout(hp, transition, obs_stats: RunningStats, reward_state: Rew
     Returns ``(rewards, obs_stats, reward_state)``.
     """
     rewards, valid = transition.reward, transition.valid
-    if hp.normalize_rewards and order is not None:  # an asynchronous pool: each environment's return along its rows
+    if hp.normalize_rewards:
         dones = transition.terminated | transition.truncated
-        returns, carried = per_env_returns(order, rewards, dones, reward_state.discounted_return, hp.gamma)
-        stats, rewards = scale_rewards(reward_state.stats, returns, rewards, hp.reward_clip, axis_name, valid)
-        reward_state = RewardNormState(stats, carried)
-    elif hp.normalize_rewards:
-        dones = transition.terminated | transition.truncated
-        reward_state, rewards = normalize_rewards(reward_state, rewards, dones, hp.gamma, hp.reward_clip, axis_name,
-                                                  valid)
+        if order is None:
+            reward_state, rewards = normalize_rewards(reward_state, rewards, dones, hp.gamma, hp.reward_clip,
+                                                      axis_name, valid)
+        else:  # an asynchronous pool: each environment's discounted return along its own rows
+            returns, carried = per_env_returns(order, rewards, dones, reward_state.discounted_return, hp.gamma)
+            stats, rewards = scale_rewards(reward_state.stats, returns, rewards, hp.reward_clip, axis_name, valid)
+            reward_state = RewardNormState(stats, carried)
     if hp.normalize_observations:
         obs_stats = update_stats(obs_stats, transition.obs.reshape((-1, *transition.obs.shape[2:])), axis_name,
                                  None if valid is None else valid.reshape(-1))
