@@ -4,6 +4,7 @@
     python benchmarks/peers.py --purejaxrl-dir purejaxrl                      # CartPole, 1 and 8 seeds, 3 pairs each
     python benchmarks/peers.py --purejaxrl-dir purejaxrl --env Breakout-MinAtar --seeds 64 --pairs 3
     python benchmarks/peers.py --baseline-dir ../purejaxppo-old               # against another purejaxppo version
+    python benchmarks/peers.py --rejax-python rejax-venv/bin/python           # against rejax 0.1.3, its own config
 
 Absolute speed on shared machines drifts by 2x between days, so only ratios measured side by side mean anything.
 For each case (environment, seed count) the two sides run alternately, each in a fresh Python process, `--pairs`
@@ -24,6 +25,16 @@ seeds and its final return (the mean episode return over the last 10 updates
 and the seeds). The environment-only ceiling (gymnax alone, random actions, one jitted scan over the same number of
 environments and steps) is measured once per case in the same run. Results: benchmarks/results/peers-<device>.json
 and .md (``baseline-<device>`` with --baseline-dir).
+
+rejax (``--rejax-python``: the interpreter of a venv made with ``python -m venv rejax-venv && rejax-venv/bin/pip
+install rejax==0.1.3 gymnax==0.0.9 jax==0.9.2 jaxlib==0.9.2``; rejax 0.1.3 unpacks gymnax 0.0.x's 5-value `step`, so
+it cannot share this project's environment). Both sides run rejax's own CartPole-v1 config (`rejax_config`: 5 envs x
+100 steps, 5 epochs x 5 minibatches, lr 7.5e-4 constant, 100,000 steps), rejax as its README shows,
+``jax.jit(jax.vmap(algo.train))`` over the seeds, with its in-training evaluation switched off
+(``algo.replace(eval_callback=...)``) so that the timed program only trains; its final return is its own evaluation
+(128 episodes, sampled actions) run once after the timing. What purejaxppo has no knob for (rejax clips gradients
+element-wise, does not bootstrap at time limits, initialises with flax's defaults) changes what is learned, hardly the
+work per step.
 
 PureJaxRL was written for gymnax 0.0.x, whose `step` returns 5 values. Under gymnax >= 1.0 its worker sees each
 environment through a view whose `step` returns ``(obs, state, reward, terminated | truncated, info)``: PureJaxRL's
@@ -51,6 +62,7 @@ from repo_paths import repo_relative  # noqa: E402  (paths in the results: relat
 
 RESULTS = HERE / "results"
 PUREJAXRL_COMMIT = "31756b1"  # the commit these results were measured against
+REJAX_VERSION = "0.1.3"
 
 
 # ------------------------------------------------------------------------------------------------------ the config
@@ -64,6 +76,23 @@ def peer_config(env_name: str, total_timesteps: float | None) -> dict:
         "VF_COEF": 0.5, "MAX_GRAD_NORM": 0.5, "ACTIVATION": "tanh", "ENV_NAME": env_name, "ANNEAL_LR": True,
         "DEBUG": False,
     }
+
+
+def rejax_config(env_name: str, total_timesteps: float | None) -> dict:
+    """rejax 0.1.3's own PPO config for CartPole-v1 (its configs/gymnax/cartpole.yaml; what the yaml leaves out takes
+    rejax's defaults: 64x64 networks, no normalisation, constant learning rate), under PureJaxRL's key names."""
+    if env_name != "CartPole-v1":
+        raise SystemExit(f"--rejax-python: only rejax's CartPole-v1 config is set up here, not {env_name!r}")
+    return {
+        "LR": 7.5e-4, "NUM_ENVS": 5, "NUM_STEPS": 100, "TOTAL_TIMESTEPS": total_timesteps or 1e5, "UPDATE_EPOCHS": 5,
+        "NUM_MINIBATCHES": 5, "GAMMA": 0.99, "GAE_LAMBDA": 0.95, "CLIP_EPS": 0.2, "ENT_COEF": 0.01, "VF_COEF": 0.5,
+        "MAX_GRAD_NORM": 0.5, "ACTIVATION": "tanh", "ENV_NAME": env_name, "ANNEAL_LR": False, "EVAL_FREQ": 1000,
+    }
+
+
+def config_of(family: str, env_name: str, total_timesteps: float | None) -> dict:
+    """The config both sides run: PureJaxRL's default ("purejaxrl", also for a baseline) or rejax's ("rejax")."""
+    return (rejax_config if family == "rejax" else peer_config)(env_name, total_timesteps)
 
 
 def our_config(peer: dict):
@@ -97,7 +126,8 @@ def timed(fn, args) -> tuple[object, float, float]:
     return out, t1 - t0, time.perf_counter() - t1
 
 
-def worker_purejaxppo(env_name: str, seeds: int, total: float | None, api: str = "vmap") -> dict:
+def worker_purejaxppo(env_name: str, seeds: int, total: float | None, api: str = "vmap",
+                      family: str = "purejaxrl") -> dict:
     """purejaxppo by `api`: ``jax.jit(jax.vmap(make_train))`` on one device, or `sweep` over every device."""
     import jax
     import numpy as np
@@ -105,7 +135,7 @@ def worker_purejaxppo(env_name: str, seeds: int, total: float | None, api: str =
     import purejaxppo
     from purejaxppo import make_train, sweep
 
-    peer = peer_config(env_name, total)
+    peer = config_of(family, env_name, total)
     config = our_config(peer)
     if api == "sweep":
         t0 = time.perf_counter()
@@ -179,12 +209,38 @@ def worker_purejaxrl(env_name: str, seeds: int, total: float | None, purejaxrl_d
             "run_s": run_s, "steps_per_s": seeds * steps_per_seed(peer) / run_s, "final_return": float(returns.mean())}
 
 
-def worker_env(env_name: str, seeds: int, total: float | None) -> dict:
+def worker_rejax(env_name: str, seeds: int, total: float | None) -> dict:
+    """rejax's PPO with its own config: ``jax.jit(jax.vmap(algo.train))``, its in-training evaluation off; the final
+    return is its default evaluation (128 episodes, sampled actions, mean over seeds) run once after the timing."""
+    from importlib.metadata import version
+
+    import jax
+    import rejax
+
+    peer = rejax_config(env_name, total)
+    algo = rejax.PPO.create(
+        env=env_name, num_envs=peer["NUM_ENVS"], num_steps=peer["NUM_STEPS"], num_epochs=peer["UPDATE_EPOCHS"],
+        num_minibatches=peer["NUM_MINIBATCHES"], learning_rate=peer["LR"], max_grad_norm=peer["MAX_GRAD_NORM"],
+        total_timesteps=int(peer["TOTAL_TIMESTEPS"]), eval_freq=peer["EVAL_FREQ"], gamma=peer["GAMMA"],
+        gae_lambda=peer["GAE_LAMBDA"], clip_eps=peer["CLIP_EPS"], ent_coef=peer["ENT_COEF"], vf_coef=peer["VF_COEF"],
+        agent_kwargs={"activation": peer["ACTIVATION"], "hidden_layer_sizes": (64, 64)},
+    )
+    evaluate = algo.eval_callback
+    algo = algo.replace(eval_callback=lambda algo, ts, rng: (), skip_initial_evaluation=True)
+    keys = jax.random.split(jax.random.PRNGKey(42), seeds)
+    (state, _), compile_s, run_s = timed(jax.vmap(algo.train), (keys,))
+    trained = int(state.global_step[0])  # rejax rounds the budget up to whole evaluation blocks
+    _, returns = jax.jit(jax.vmap(lambda ts: evaluate(algo, ts, ts.rng)))(state)
+    return {"side": "rejax", "version": version("rejax"), "compile_s": compile_s, "run_s": run_s,
+            "steps_per_s": seeds * trained / run_s, "final_return": float(returns.mean())}
+
+
+def worker_env(env_name: str, seeds: int, total: float | None, family: str = "purejaxrl") -> dict:
     """The environment alone: random actions, one jitted scan, num_envs x seeds environments, the same steps."""
     import gymnax
     import jax
 
-    peer = peer_config(env_name, total)
+    peer = config_of(family, env_name, total)
     env, params = gymnax.make(env_name)
     num_envs, num_steps = peer["NUM_ENVS"] * seeds, steps_per_seed(peer) // peer["NUM_ENVS"]
 
@@ -210,11 +266,18 @@ def documented_api(seeds: int) -> str:
     return "vmap" if seeds == 1 else "sweep"
 
 
+def family_of(args) -> str:
+    """Whose config the run uses: rejax's when rejax is the peer, PureJaxRL's otherwise."""
+    return "rejax" if args.rejax_python else "purejaxrl"
+
+
 def run_worker(side: str, args, seeds: int) -> dict:
-    """One fresh process for one side ("purejaxppo", "purejaxppo-vmap", "baseline", "purejaxrl" or "env"); returns
-    its JSON line."""
+    """One fresh process for one side ("purejaxppo", "purejaxppo-vmap", "baseline", "purejaxrl", "rejax" or "env");
+    returns its JSON line."""
     worker = {"purejaxppo-vmap": "purejaxppo", "baseline": "purejaxppo"}.get(side, side)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", worker, "--env", args.env, "--seeds", str(seeds)]
+    python = args.rejax_python if side == "rejax" else sys.executable
+    cmd = [python, str(Path(__file__).resolve()), "--worker", worker, "--env", args.env, "--seeds", str(seeds),
+           "--config-of", family_of(args)]
     if args.total_timesteps:
         cmd += ["--total-timesteps", str(args.total_timesteps)]
     env = dict(os.environ)
@@ -264,7 +327,9 @@ def markdown(report: dict) -> str:
         f"purejaxppo {report['purejaxppo_commit']} against {peer['name']} {peer['commit']}; jax {report['jax']}. "
         f"{report['pairs']} alternating pairs of fresh processes per case; ratios are purejaxppo / {peer['name']} "
         "env steps per second, pair by pair. Medians over the pairs; return = mean episode return over the last 10 "
-        "updates and the seeds.", "",
+        "updates and the seeds" + (" (rejax: its own evaluation after training, 128 episodes with sampled actions)"
+                                  if peer["name"] == "rejax" else "") + ".",
+        "", f"Config (both sides): {json.dumps(report['config'])}.", "",
         f"| case | purejaxppo steps/s | {peer['name']} steps/s | ratio per pair | median ratio | compile s (ours / "
         f"peer) | final return (ours / peer) | env-only ceiling steps/s |",
         "|---|---|---|---|---|---|---|---|",
@@ -283,6 +348,17 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rejax_peer(python: str) -> dict:
+    """The rejax peer's description: its interpreter must exist and import rejax; the version it has."""
+    proc = subprocess.run([python, "-c", "from importlib.metadata import version; print(version('rejax'), "
+                           "version('gymnax'))"], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"--rejax-python {python}: cannot import rejax there ({proc.stderr.strip()[-300:]}); make "
+                         f"the venv with: pip install rejax=={REJAX_VERSION} gymnax==0.0.9 jax==0.9.2 jaxlib==0.9.2")
+    rejax, gymnax = proc.stdout.split()
+    return {"name": "rejax", "commit": f"{rejax} (gymnax {gymnax})"}
+
+
 def device_label() -> str:
     import jax
 
@@ -298,6 +374,8 @@ def main(argv: list[str] | None = None) -> None:
     against.add_argument("--purejaxrl-dir", help=f"a PureJaxRL checkout (git clone; checkout {PUREJAXRL_COMMIT})")
     against.add_argument("--baseline-dir", help="another purejaxppo checkout to compare with (e.g. a git worktree "
                                                 "of the previous commit)")
+    against.add_argument("--rejax-python", help=f"the python of a venv with rejax {REJAX_VERSION} (and gymnax 0.0.9): "
+                                                "compare at rejax's own CartPole-v1 config")
     ap.add_argument("--env", default="CartPole-v1", help="gymnax environment id (default CartPole-v1)")
     ap.add_argument("--seeds", default="1,8", help="comma-separated seed counts (default 1,8)")
     ap.add_argument("--pairs", type=int, default=3, help="alternating pairs per case (default 3)")
@@ -305,7 +383,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--also-vmap", action="store_true",
                     help="for several seeds, also run purejaxppo's jax.vmap path on one device in every pair")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results directory")
-    ap.add_argument("--worker", choices=("purejaxppo", "purejaxrl", "env"), help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=("purejaxppo", "purejaxrl", "rejax", "env"), help=argparse.SUPPRESS)
+    ap.add_argument("--config-of", choices=("purejaxrl", "rejax"), default="purejaxrl", help=argparse.SUPPRESS)
     ap.add_argument("--api", choices=("vmap", "sweep"), default="vmap", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -313,31 +392,38 @@ def main(argv: list[str] | None = None) -> None:
         seeds = int(args.seeds)
         if args.worker == "purejaxrl":
             row = worker_purejaxrl(args.env, seeds, args.total_timesteps, args.purejaxrl_dir)
+        elif args.worker == "rejax":
+            row = worker_rejax(args.env, seeds, args.total_timesteps)
         elif args.worker == "purejaxppo":
-            row = worker_purejaxppo(args.env, seeds, args.total_timesteps, args.api)
+            row = worker_purejaxppo(args.env, seeds, args.total_timesteps, args.api, args.config_of)
         else:
-            row = worker_env(args.env, seeds, args.total_timesteps)
+            row = worker_env(args.env, seeds, args.total_timesteps, args.config_of)
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
         return
-    if not (args.purejaxrl_dir or args.baseline_dir):
-        ap.error("name the peer: --purejaxrl-dir DIR (PureJaxRL) or --baseline-dir DIR (another purejaxppo)")
+    if not (args.purejaxrl_dir or args.baseline_dir or args.rejax_python):
+        ap.error("name the peer: --purejaxrl-dir DIR (PureJaxRL), --rejax-python PY (rejax) or --baseline-dir DIR "
+                 "(another purejaxppo)")
     if args.pairs < 1:
         ap.error("--pairs must be >= 1")
     import jax
 
-    peer_side = "purejaxrl" if args.purejaxrl_dir else "baseline"
-    peer_dir = Path(args.purejaxrl_dir or args.baseline_dir)
-    if not peer_dir.is_dir():
-        ap.error(f"{peer_dir} is not a directory")
+    if args.rejax_python:
+        peer_side, peer = "rejax", rejax_peer(args.rejax_python)
+        rejax_config(args.env, None)  # only CartPole: says so before anything runs
+    else:
+        peer_side = "purejaxrl" if args.purejaxrl_dir else "baseline"
+        peer_dir = Path(args.purejaxrl_dir or args.baseline_dir)
+        if not peer_dir.is_dir():
+            ap.error(f"{peer_dir} is not a directory")
+        peer = {"name": "PureJaxRL" if peer_side == "purejaxrl" else "baseline purejaxppo",
+                "dir": repo_relative(peer_dir), "commit": git_commit(peer_dir)}
     device = device_label()
     report = {
         "date": datetime.date.today().isoformat(), "device": device, "jax": jax.__version__,
         "load_average_at_start": os.getloadavg(), "purejaxppo_commit": git_commit(ROOT), "pairs": args.pairs,
-        "peer": {"name": "PureJaxRL" if peer_side == "purejaxrl" else "baseline purejaxppo",
-                 "dir": repo_relative(peer_dir), "commit": git_commit(peer_dir)},
-        "cases": [],
+        "peer": peer, "config": config_of(family_of(args), args.env, args.total_timesteps), "cases": [],
     }
-    stem = f"{'peers' if peer_side == 'purejaxrl' else 'baseline'}-{device}"
+    stem = f"{ {'purejaxrl': 'peers', 'rejax': 'peers-rejax'}.get(peer_side, 'baseline')}-{device}"
     args.out.mkdir(parents=True, exist_ok=True)
     for seeds in (int(s) for s in args.seeds.split(",")):
         case = {"env": args.env, "seeds": seeds, "pairs": []}

@@ -177,6 +177,37 @@ def test_several_seeds_run_the_documented_sweep_and_optionally_vmap_too(tmp_path
     assert "| CartPole-v1, 8 seeds, jax.vmap(make_train) | 220 | 200 | 1.10, 1.10 | **1.10** |" in table
 
 
+def test_rejax_runs_its_own_config_on_both_sides_in_its_own_python(tmp_path, monkeypatch):
+    """--rejax-python: the rejax side runs in that interpreter, both sides get rejax's CartPole config, the report is
+    peers-rejax-<device>; rejax's config equals the one its peer runner was checked against."""
+    cartpole = peers.rejax_config("CartPole-v1", None)
+    ours = peers.our_config(cartpole)
+    assert (ours.num_envs, ours.num_steps, ours.update_epochs, ours.num_minibatches) == (5, 100, 5, 5)
+    assert (ours.learning_rate, ours.anneal_lr, ours.timesteps_trained) == (7.5e-4, False, 100_000)
+    commands = []
+
+    def fake_run(cmd, **kwargs):
+        commands.append(cmd)
+        if cmd[1] == "-c":  # the version probe
+            return peers.subprocess.CompletedProcess(cmd, 0, "0.1.3 0.0.9\n", "")
+        if "--worker" not in cmd:  # git describe
+            return peers.subprocess.CompletedProcess(cmd, 0, "abc1234\n", "")
+        side = cmd[cmd.index("--worker") + 1]
+        row = {"side": side, "compile_s": 1.0, "run_s": 1.0, "steps_per_s": {"rejax": 100.0}.get(side, 150.0),
+               "final_return": 400.0}
+        return peers.subprocess.CompletedProcess(cmd, 0, peers.json.dumps(row) + "\n", "")
+
+    monkeypatch.setattr(peers.subprocess, "run", fake_run)
+    peers.main(["--rejax-python", "/venv/bin/python", "--seeds", "1", "--pairs", "1", "--out", str(tmp_path)])
+    workers = {c[c.index("--worker") + 1]: c for c in commands if "--worker" in c}
+    assert workers["rejax"][0] == "/venv/bin/python" and workers["purejaxppo"][0] == peers.sys.executable
+    assert all(c[c.index("--config-of") + 1] == "rejax" for c in workers.values())
+    report = peers.json.loads((tmp_path / f"peers-rejax-{peers.device_label()}.json").read_text())
+    assert report["peer"]["commit"] == "0.1.3 (gymnax 0.0.9)" and report["cases"][0]["summary"]["median_ratio"] == 1.5
+    with pytest.raises(SystemExit, match="only rejax's CartPole-v1"):
+        peers.main(["--rejax-python", "/venv/bin/python", "--env", "Acrobot-v1", "--out", str(tmp_path)])
+
+
 def test_the_peer_must_be_named(capsys):
     with pytest.raises(SystemExit):
         peers.main(["--seeds", "1"])

@@ -92,6 +92,14 @@ def _run_errors() -> tuple[type[Exception], ...]:
     return tuple(found)
 
 
+def join_processes(hosts) -> None:
+    """Several processes (--coordinator-address ... or --distributed): join them through jax.distributed."""
+    from purejaxppo.scale.processes import HostSpec, start
+
+    start(HostSpec(hosts.coordinator_address, hosts.num_processes, hosts.process_id, hosts.distributed,
+                   hosts.heartbeat_timeout))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status: 0 ok, 2 bad input, an unusable checkpoint or a file-system
     fault, 3 training diverged (non-finite values), 130 interrupted."""
@@ -109,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             quiet_xla_log()
             enable()
+        if hasattr(cmd, "hosts"):  # before JAX starts its backend
+            join_processes(cmd.hosts)
         return COMMANDS[type(cmd)](cmd)
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else 0

@@ -150,6 +150,30 @@ StopAfter = _optional(int, "(default: the whole budget)")
 Overrides = Annotated[ConfigOverrides, tyro.conf.arg(help=CONFIG_GROUP_HELP)]
 
 
+def _host_flag(kind: type, doc: str, metavar: str | None = None) -> Any:
+    """A flag of the several-hosts group: spelled without the group's prefix (``--process-id``)."""
+    return Annotated[kind | None, tyro.conf.arg(prefix_name=False, help=doc, metavar=metavar)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Hosts:
+    """Several processes (hosts) as one run, through jax.distributed: seeds (or cells, members) spread over all of
+    them, only process 0 writes. Start the same command in every process."""
+
+    coordinator_address: _host_flag(str, "host:port of process 0's coordination service (every process gives the "
+                                         "same)", "HOST:PORT") = None
+    num_processes: _host_flag(int, "how many processes take part") = None
+    process_id: _host_flag(int, "this process's index, 0 .. num-processes - 1 (0 writes the run)") = None
+    distributed: Annotated[bool, tyro.conf.arg(prefix_name=False, help=(
+        "let jax.distributed.initialize() find the coordinator, process count and index itself (SLURM, Open MPI, "
+        "a cloud TPU)"))] = False
+    heartbeat_timeout: Annotated[int, tyro.conf.arg(prefix_name=False, help=(
+        "seconds without a sign of life from a process after which the others stop with an error"))] = 60
+
+
+HostsGroup = Annotated[Hosts, tyro.conf.arg(help="Several hosts (jax.distributed).")]
+
+
 @dataclasses.dataclass(frozen=True)
 class Train:
     """Train PPO on one environment for one or more seeds (vmapped in one compiled program).
@@ -185,6 +209,7 @@ class Train:
     """Also log to Weights & Biases (needs wandb)."""
     wandb_mode: Literal["offline", "online"] = "offline"
     """W&B mode; offline needs no network (upload later with `wandb sync <logdir>/wandb/...`)."""
+    hosts: HostsGroup = dataclasses.field(default_factory=Hosts)
     config: Overrides = dataclasses.field(default_factory=ConfigOverrides)
 
 
@@ -225,6 +250,7 @@ class Pbt:
     """Stop, resumably, once this many updates are done in total."""
     quiet: Flag = False
     """No progress bar and no start-up lines (the final summary is still printed)."""
+    hosts: HostsGroup = dataclasses.field(default_factory=Hosts)
     config: Overrides = dataclasses.field(default_factory=ConfigOverrides)
 
 
@@ -256,6 +282,7 @@ class Sweep:
     """The sweep's directory (a run directory per setting inside)."""
     quiet: Flag = False
     """No start-up lines (the table is still printed)."""
+    hosts: HostsGroup = dataclasses.field(default_factory=Hosts)
     config: Overrides = dataclasses.field(default_factory=ConfigOverrides)
 
 

@@ -21,6 +21,12 @@ if TYPE_CHECKING:
 def pbt_command(cmd: Pbt) -> int:
     """Run (or resume) population-based training in chunks of --checkpoint-every updates, each followed by the
     metrics, a checkpoint and the lineage."""
+    from purejaxppo.scale import processes
+
+    if processes.count() > 1:
+        raise UsageError("pbt from the command line runs in one process for now; over several processes use the "
+                         "Python API, purejaxppo.pbt, after jax.distributed.initialize() (its members are spread over "
+                         "every process's devices)")
     plan = plan_pbt(cmd)
     run = plan.run
     return execute(run, lambda: PbtProgram(plan), cmd.quiet, cmd.stop_after, {

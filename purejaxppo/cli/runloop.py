@@ -158,6 +158,28 @@ def host_failure(error: Exception, kept: int | None, run_dir: Path, resume_hint:
     return UsageError(f"{error}; {where}. Once the environment is fixed, {resume_hint}")
 
 
+class NoFiles:
+    """The checkpointer and the log of a process that writes nothing (not process 0 of a several-process run)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def latest_step(self) -> None:
+        return None
+
+    def save(self, *args, **kwargs) -> None:
+        pass
+
+    def write(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class Program:
     """What a command puts into the run loop (`run_chunks`): the hooks raising NotImplementedError here are required,
     the others optional.
@@ -196,6 +218,11 @@ class Program:
         metrics passed to `bar`."""
         raise NotImplementedError
 
+    def checkpoint_state(self, state):
+        """The state a checkpoint holds: `state` itself, or, with several processes, every process's seeds gathered
+        (called in every process: it may be a collective)."""
+        return state
+
     def after_chunk(self, state, update: int) -> None:
         """After a chunk's checkpoint, `update` updates done."""
 
@@ -215,7 +242,15 @@ def execute(plan: RunPlan, program: Callable[[], Program], quiet: bool, stop_aft
     """Create a new run's directory (config.json, run.json with `run_json` added), lock it and run the `program` it
     makes (made once locked) in chunks; the exit status."""
     from purejaxppo.runs.runlock import RunLock
+    from purejaxppo.scale.processes import is_writer
 
+    if not is_writer():  # another process of a several-process run: it computes with process 0 and writes nothing
+        import jax
+
+        status = run_chunks(plan, program(), True, stop_after, writer=False)
+        print(f"process {jax.process_index()} of {jax.process_count()}: done (exit {status}); process 0 wrote the run",
+              flush=True)
+        return status
     if not plan.resumed:
         create_run_dir(plan, run_json)
     with RunLock(plan.run_dir) as lock:
@@ -223,10 +258,13 @@ def execute(plan: RunPlan, program: Callable[[], Program], quiet: bool, stop_aft
         return run_chunks(plan, program(), quiet, stop_after)
 
 
-def run_chunks(plan: RunPlan, program: Program, quiet: bool, stop_after: int | None) -> int:
+def run_chunks(plan: RunPlan, program: Program, quiet: bool, stop_after: int | None, writer: bool = True) -> int:
     """Run (or resume) the locked run `plan` up to `stop_after` updates (default all): chunks of `checkpoint_every`
     updates, each followed by a metrics flush and a save (metrics first: a crash before the save only repeats that
-    chunk); then summary.json and the result line. Returns the exit status."""
+    chunk); then summary.json and the result line. Returns the exit status.
+
+    ``writer=False`` (the processes after the first of a several-process run): the same computation and collectives,
+    nothing written or printed."""
     from purejaxppo.envs.pools import HostEnvError, host_errors
     from purejaxppo.runs.checkpoint import Checkpointer, CheckpointError, checkpoint_dir
     from purejaxppo.runs.compile_cache import cache_hits
@@ -238,7 +276,7 @@ def run_chunks(plan: RunPlan, program: Program, quiet: bool, stop_after: int | N
     resume_hint = f"continue with: purejaxppo {program.command} --resume {run_dir}"
     end = config.num_updates if stop_after is None else min(stop_after, config.num_updates)
     diverged = None
-    with Checkpointer(checkpoint_dir(run_dir)) as ckpt:
+    with (Checkpointer(checkpoint_dir(run_dir)) if writer else NoFiles()) as ckpt:
         try:
             with host_errors(program.env):  # the environments' reset, on a host pool
                 started = program.start(ckpt, end, say)
@@ -247,11 +285,13 @@ def run_chunks(plan: RunPlan, program: Program, quiet: bool, stop_after: int | N
         if started is None:
             return 0
         state, start = started
-        truncate_records(run_dir / METRICS_FILE, start)  # drop metrics of updates after the checkpoint
+        if writer:
+            truncate_records(run_dir / METRICS_FILE, start)  # drop metrics of updates after the checkpoint
         say(program.describe())
-        log = RunLog(run_dir, config.to_dict(), plan.run_id, start * config.batch_size, **program.log_options)
-        bar = ProgressBar(config.timesteps_trained, start * config.batch_size, seeds, enabled=progress_enabled(quiet),
-                          desc=program.bar_desc)
+        log = (RunLog(run_dir, config.to_dict(), plan.run_id, start * config.batch_size, **program.log_options)
+               if writer else NoFiles())
+        bar = ProgressBar(config.timesteps_trained, start * config.batch_size, seeds,
+                          enabled=writer and progress_enabled(quiet), desc=program.bar_desc)
         update = start
         try:
             t0 = time.time()
@@ -271,7 +311,7 @@ def run_chunks(plan: RunPlan, program: Program, quiet: bool, stop_after: int | N
                         update = diverged.update
                         break
                     log.write(metrics)
-                    ckpt.save(state, program.layout, step=update + n)
+                    ckpt.save(program.checkpoint_state(state), program.layout, step=update + n)
                     update += n
                     program.after_chunk(state, update)
         except KeyboardInterrupt:
@@ -286,6 +326,8 @@ def run_chunks(plan: RunPlan, program: Program, quiet: bool, stop_after: int | N
             bar.close()
             log.close()
         kept = ckpt.latest_step()
+    if not writer:
+        return EXIT_DIVERGED if diverged is not None else 0
     t_end = time.time()
     summary = summarize(plan, update, (update - start) * config.batch_size * seeds,
                         Timing(t_end - t0, compile_seconds, t_end - t_train), diverged.message if diverged else None)

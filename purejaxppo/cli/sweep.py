@@ -38,18 +38,24 @@ def sweep_command(cmd: Sweep) -> int:
     settings = read_settings(cmd, config)
     seeds = cmd.num_seeds or DEFAULT_SEEDS
     logdir = Path(cmd.logdir) if cmd.logdir is not None else default_run_dir(f"{config.env_name}-sweep")
-    check_new_run_dir(logdir)
-    say = (lambda *a: None) if cmd.quiet else (lambda *a: print(*a, flush=True))
-
+    from purejaxppo.scale.processes import is_writer
     from purejaxppo.scale.sweeps import sweep
+
+    writer = is_writer()  # with several processes (--coordinator-address, --distributed) only process 0 writes
+    if writer:
+        check_new_run_dir(logdir)
+    quiet = cmd.quiet or not writer
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
 
     say(f"Sweeping {config.env_name}: {len(settings)} setting(s) x {seeds} seed(s) = {len(settings) * seeds} cells "
         f"on {describe_devices()}, {config.timesteps_trained:,} steps each -> {logdir}")
     say("compiling (one program for every cell)...")
     t0 = time.time()
-    with UpdateBar(config.num_updates, f"{config.env_name} sweep x{len(settings) * seeds}", cmd.quiet) as bar:
+    with UpdateBar(config.num_updates, f"{config.env_name} sweep x{len(settings) * seeds}", quiet) as bar:
         result = sweep(config, seeds, seed=cmd.seed or 0, settings=settings, keep_state=True, progress=bar)
     seconds = time.time() - t0
+    if not writer:
+        return 0
     rows = write_sweep(logdir, result, seconds)
     print(ranked_table(rows, config.env_name, seeds), flush=True)
     say(f"{len(rows)} settings in {seconds:.1f} s; run directories, summary.md, summary.json and curves.png in "

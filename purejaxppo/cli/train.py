@@ -32,6 +32,7 @@ def train_command(cmd: Train) -> int:
         config = requested_config(cmd)
         plan = plan_new_run(cmd, config, cmd.num_seeds or 1, config.env_name)
     runner = chunk_runner(plan.config)  # builds the environment and the policy (no compile yet)
+    check_processes(plan, runner)
     done = finished_update(plan, runner, cmd.stop_after)
     if done is not None:
         print(f"{plan.run_dir} is already at update {done} of {plan.config.num_updates}"
@@ -41,15 +42,35 @@ def train_command(cmd: Train) -> int:
     return execute(plan, lambda: TrainProgram(cmd, plan, runner), cmd.quiet, cmd.stop_after)
 
 
+def check_processes(plan: RunPlan, runner) -> None:
+    """With several processes: the seeds must divide evenly between them, and host pools stay on one host."""
+    from purejaxppo.scale import processes
+
+    if processes.count() == 1:
+        return
+    if runner.host_pool is not None:
+        raise UsageError(f"{runner.host_pool.name} is a host pool, stepped by this host's workers: train it in one "
+                         "process (without --coordinator-address/--distributed)")
+    try:
+        processes.seed_slice(plan.num_seeds)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
 class TrainProgram(Program):
-    """The seeds of one config, vmapped in the runner's chunk program."""
+    """The seeds of one config, vmapped in the runner's chunk program. With several processes each trains its own
+    block of the seeds (`processes.seed_slice`); the chunks' metrics and the checkpoints gather all of them."""
 
     command, unit = "train", "seed"
 
     def __init__(self, cmd: Train, plan: RunPlan, runner):
         from purejaxppo.runs.checkpoint import RunLayout
 
+        from purejaxppo.scale import processes
+
         self.plan, self.runner = plan, runner
+        self.shared = processes.count() > 1
+        self.mine = processes.seed_slice(plan.num_seeds)  # this process's seeds (all of them, alone)
         self.env = runner.host_pool
         self.layout = RunLayout(plan.config, plan.num_seeds, plan.seed)
         self.bar_desc = plan.config.env_name + (f" x{plan.num_seeds}" if plan.num_seeds > 1 else "")
@@ -62,6 +83,8 @@ class TrainProgram(Program):
         from purejaxppo.runs.checkpoint import abstract_state, batched_keys
 
         plan = self.plan
+        if self.shared:
+            return self._start_shared(ckpt, say)
         restored = restore_newest(plan, ckpt, lambda: abstract_state(self.runner.fns.init, self.layout), self.layout,
                                   say)
         if restored is None:
@@ -72,11 +95,38 @@ class TrainProgram(Program):
             say(restart_note(self.env, update))
         return state, update
 
+    def _start_shared(self, ckpt, say) -> tuple[Any, int]:
+        """Several processes: process 0 restores the newest checkpoint (if any) and shares it; each process keeps its
+        own seeds. Every process computes the fresh states of all seeds (cheap), the shapes to share into."""
+        import jax
+        import numpy as np
+
+        from purejaxppo.runs.checkpoint import abstract_state, batched_keys
+        from purejaxppo.scale import processes
+
+        plan = self.plan
+        state = self.runner.init(batched_keys(plan.seed, plan.num_seeds))
+        restored = None
+        if processes.is_writer():
+            restored = restore_newest(plan, ckpt, lambda: abstract_state(self.runner.fns.init, self.layout),
+                                      self.layout, say)
+        update = int(processes.from_writer(np.int32(0 if restored is None else restored[1])))
+        if update > 0:
+            state = processes.from_writer(restored[0] if restored is not None else state)
+        return jax.device_put(processes.take_seeds(state, self.mine)), update
+
+    def checkpoint_state(self, state):
+        from purejaxppo.scale import processes
+
+        return processes.gather_seeds(state) if self.shared else state
+
     def describe(self) -> str:
         from purejaxppo.runs.progress import device_description
+        from purejaxppo.scale import processes
 
         plan, config = self.plan, self.plan.config
-        return (f"Training {config.env_name} on {device_description()}: {plan.num_seeds} seed(s) x "
+        where = device_description() + (f" x {processes.count()} processes" if self.shared else "")
+        return (f"Training {config.env_name} on {where}: {plan.num_seeds} seed(s) x "
                 f"{config.num_updates} updates x {config.batch_size} steps ({config.timesteps_trained:,} steps per "
                 f"seed), checkpoint every {plan.checkpoint_every} updates -> {plan.run_dir}")
 
@@ -84,7 +134,10 @@ class TrainProgram(Program):
         return self.runner.compile(state)
 
     def run(self, state, n: int, update: int, bar) -> tuple[Any, dict[str, Any]]:
-        return self.runner.run(state, n, sink=bar)
+        from purejaxppo.scale import processes
+
+        state, metrics = self.runner.run(state, n, sink=bar)
+        return state, (processes.gather_seeds(metrics, axis=1) if self.shared else metrics)
 
     def divergence_advice(self, summary: dict[str, Any], kept: int | None) -> str:
         last = (f"the last finite checkpoint is {summary['checkpoint']} (update {kept})"

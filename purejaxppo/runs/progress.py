@@ -220,6 +220,8 @@ class ProgressBar:
     def __call__(self, metrics: Metrics) -> None:
         steps = int(np.asarray(metrics["env_steps"]).reshape(-1)[0])
         returns = np.asarray(metrics["episode_return"], np.float64).reshape(-1)
+        if returns.shape != self._last.shape:  # process 0's own seeds, in a several-process run
+            self._last = np.full(returns.shape, np.nan)
         self._last = np.where(np.isfinite(returns), returns, self._last)  # keep a seed's last known return
         postfix = f"return={return_summary(self._last)} update={int(np.asarray(metrics['update']).reshape(-1)[0])}"
         if self.bar is None:

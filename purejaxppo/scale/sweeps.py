@@ -15,6 +15,11 @@ by the device count, the batch is padded with copies of the last cell and the co
 Fields that set shapes or the program's structure (`num_envs`, `num_steps`, `network`, `hidden_sizes`, ...) cannot be
 swept this way; loop over them in Python, one `sweep` (one compile) per value.
 
+Blocks. On a CPU a device trains its cells in blocks of at most `CPU_CELLS_PER_BLOCK` (32): ``lax.map`` over the
+blocks, ``vmap`` inside each, so one block's parameters, optimizer state and activations stay in the processor's cache
+while it trains; all 256 cells at once spill it (on the 2-core EPYC: 1.2-1.3x more steps/s at 256 CartPole cells, the
+same bits; benchmarks/results/speed-levers-seedblocks-cpu-2core.md). Accelerators run every cell at once.
+
 Seeds. Seed i of every setting trains with the key ``jax.random.split(jax.random.key(seed), num_seeds)[i]`` (`seed`
 defaults to 0), the key a lone run ``make_train(config.replace(**setting))(key)`` would take to reproduce that cell.
 All settings share the same seed keys (common random numbers), so settings are compared on the same seeds.
@@ -44,6 +49,7 @@ from purejaxppo.envs.pools import check_host_pool_placement
 from purejaxppo.training.train import RunState, init, make_setup, run, update
 
 BATCH_AXIS = "batch"
+CPU_CELLS_PER_BLOCK = 32  # cells a CPU device trains together (see "Blocks" above)
 DEFAULT_LAST = 10  # `best` and `scores` judge a setting by its last 10 updates (mean over those and over seeds)
 
 
@@ -128,6 +134,7 @@ def sweep(
     env=None,
     env_params=None,
     progress: Callable[[int], None] | None = None,
+    cells_per_block: int | None = None,
     **grid: Sequence[float],
 ) -> SweepResult:
     """Train every setting x `num_seeds` seeds of `config` in one compiled program, sharded over `mesh`'s devices.
@@ -146,6 +153,8 @@ def sweep(
         device and update: the command line's progress bar). The program then steps every device's cells together,
         update by update (``scan(vmap(update))`` rather than ``vmap(scan(update))``: the same arithmetic, though XLA
         may round differently), with a host callback in it, so it is not kept in the persistent compilation cache.
+      cells_per_block: how many of a device's cells train together (``vmap``); the blocks run one after another
+        (``lax.map``). Default: `CPU_CELLS_PER_BLOCK` on a CPU mesh, all of a device's cells on an accelerator.
       **grid: ``name=[values...]`` for float hyperparameters: the Cartesian product, axes in keyword order.
 
     Returns:
@@ -154,7 +163,7 @@ def sweep(
     Raises:
       ValueError: for a static field (it sets array shapes or the program's structure: sweep it in a Python loop), an
         unknown name, an empty or non-numeric value list, an invalid value (the same error `PPOConfig` gives),
-        `settings` together with a grid, or num_seeds < 1.
+        `settings` together with a grid, num_seeds < 1 or cells_per_block < 1.
     """
     if not isinstance(config, PPOConfig):
         raise TypeError(f"sweep needs a PPOConfig, got {type(config).__name__}")
@@ -162,13 +171,17 @@ def sweep(
         raise ValueError(f"num_seeds must be an integer >= 1, got {num_seeds!r}")
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValueError(f"seed must be an integer, got {seed!r}")
+    if cells_per_block is not None and (not isinstance(cells_per_block, int) or isinstance(cells_per_block, bool)
+                                        or cells_per_block < 1):
+        raise ValueError(f"cells_per_block must be an integer >= 1 or None, got {cells_per_block!r}")
     plan = _plan(config, settings, grid)
     mesh = default_mesh() if mesh is None else mesh
+    block = default_cells_per_block(mesh) if cells_per_block is None else cells_per_block
     keys, values = _cell_inputs(config, plan, num_seeds, seed)
     pad = -len(keys) % mesh.size  # pad the batch to a multiple of the device count with copies of the last cell
     keys, values = _pad(keys, pad), {name: _pad(v, pad) for name, v in values.items()}
-    program = (_program(config, plan.names, mesh, keep_state, env, env_params) if progress is None else
-               _build_program(config, plan.names, mesh, keep_state, env, env_params, progress))
+    program = (_program(config, plan.names, mesh, keep_state, block, env, env_params) if progress is None else
+               _build_program(config, plan.names, mesh, keep_state, block, env, env_params, progress))
     sharding = NamedSharding(mesh, P(mesh.axis_names))  # the batch axis of cells split over every axis of the mesh
     state, metrics = program(_global_array(keys, sharding), {n: _global_array(v, sharding) for n, v in values.items()})
     state, metrics = gather_to_host((state, metrics))
@@ -189,6 +202,36 @@ def sweep(
 def _key_impl():
     """The PRNG implementation of ``jax.random.key`` (keys travel as their raw uint32 data)."""
     return jax.random.key_impl(jax.random.key(0))
+
+
+def default_cells_per_block(mesh: Mesh) -> int | None:
+    """`CPU_CELLS_PER_BLOCK` when `mesh` is made of CPU devices, else None (every cell of a device at once)."""
+    return CPU_CELLS_PER_BLOCK if mesh.devices.flat[0].platform == "cpu" else None
+
+
+def in_blocks(fn: Callable, block: int | None) -> Callable:
+    """``jax.vmap(fn)`` over the leading axis B of its arguments, computed at most `block` rows at a time.
+
+    B rows become the fewest blocks of at most `block` rows, of equal size (the last row repeated to fill the last
+    block, its copies dropped from the result); rows inside a block are vmapped, the blocks run one after another
+    (``lax.map``). None, or ``block >= B``, is one plain ``vmap``. Every block then holds at least ``block // 2`` rows,
+    and on the CPU a row gets the same bits as under the plain vmap (tests/scale/test_sweep.py).
+    """
+    def mapped(*args):
+        rows = jax.tree.leaves(args)[0].shape[0]
+        if block is None or block >= rows:
+            return jax.vmap(fn)(*args)
+        count = -(-rows // block)  # the fewest blocks of at most `block` rows ...
+        size = -(-rows // count)  # ... of equal size
+
+        def blocked(x):  # [B, ...] -> [count, size, ...]
+            filled = jnp.concatenate([x, jnp.repeat(x[-1:], count * size - rows, axis=0)])
+            return filled.reshape(count, size, *x.shape[1:])
+
+        out = jax.lax.map(lambda a: jax.vmap(fn)(*a), jax.tree.map(blocked, args))
+        return jax.tree.map(lambda y: y.reshape(count * size, *y.shape[2:])[:rows], out)
+
+    return mapped
 
 
 def default_mesh() -> Mesh:
@@ -268,22 +311,22 @@ def _pad(x: np.ndarray, pad: int) -> np.ndarray:
 
 # -------------------------------------------------------------------------------------------------------- program
 @functools.lru_cache(maxsize=8)
-def _cached_program(config: PPOConfig, names: tuple[str, ...], mesh: Mesh, keep_state: bool):
-    return _build_program(config, names, mesh, keep_state, None, None)
+def _cached_program(config: PPOConfig, names: tuple[str, ...], mesh: Mesh, keep_state: bool, block: int | None):
+    return _build_program(config, names, mesh, keep_state, block, None, None)
 
 
-def _program(config, names, mesh, keep_state, env, env_params):
+def _program(config, names, mesh, keep_state, block, env, env_params):
     """The jitted, sharded ``(key_data [B, ...], {name: [B]}) -> (state | None, metrics [B, U])``; cached per shape."""
     try:
         cacheable = env is None and env_params is None and hash(config) is not None
     except TypeError:  # an unhashable env_kwargs value
         cacheable = False
     if cacheable:
-        return _cached_program(config, names, mesh, keep_state)
-    return _build_program(config, names, mesh, keep_state, env, env_params)
+        return _cached_program(config, names, mesh, keep_state, block)
+    return _build_program(config, names, mesh, keep_state, block, env, env_params)
 
 
-def _build_program(config, names, mesh, keep_state, env, env_params, progress=None):
+def _build_program(config, names, mesh, keep_state, block, env, env_params, progress=None):
     setup = make_setup(config, env, env_params)
     check_host_pool_placement(setup.env, "sweep", devices=mesh.size)
     impl = _key_impl()
@@ -299,7 +342,7 @@ def _build_program(config, names, mesh, keep_state, env, env_params, progress=No
         states = jax.vmap(lambda k, v: init(setup, jax.random.wrap_key_data(k, impl=impl), hps(v)))(key_data, values)
 
         def step(states, _):
-            states, metrics = jax.vmap(lambda s, v: update(setup, s, hps(v)))(states, values)
+            states, metrics = in_blocks(lambda s, v: update(setup, s, hps(v)), block)(states, values)
             io_callback(lambda u: progress(int(u[0])), None, states.updates_done, ordered=False)
             return states, metrics
 
@@ -309,7 +352,7 @@ def _build_program(config, names, mesh, keep_state, env, env_params, progress=No
 
     cells = P(mesh.axis_names)  # the batch axis split over every axis of the mesh
     # shard_map: each device runs the vmapped program on its own cells (no collectives); jit places the batch.
-    body = jax.vmap(cell) if progress is None else cells_with_progress
+    body = in_blocks(cell, block) if progress is None else cells_with_progress
     local = jax.shard_map(body, mesh=mesh, in_specs=(cells, cells), out_specs=cells, check_vma=False)
     sharding = NamedSharding(mesh, cells)
     return jit(local, in_shardings=(sharding, sharding), out_shardings=sharding)

@@ -1,0 +1,197 @@
+"""Several processes (hosts) as one run, through `jax.distributed`: start them, split a run's seeds between them,
+gather what they computed, and hand process 0's values to all.
+
+    start(HostSpec("10.0.0.1:1234", num_processes=2, process_id=0))   # in each process, before JAX computes anything
+    mine = seed_slice(num_seeds=8)                                      # process 0: seeds 0-3, process 1: seeds 4-7
+    metrics = gather_seeds(local_metrics, axis=1)                       # every process: all 8 seeds
+
+Independent seeds need no communication while they train: each process trains its own contiguous block of the seeds
+on its own device, and the processes meet only to gather each chunk's metrics (and the state for a checkpoint) and
+to share a restored checkpoint. The coordination service watches every process: when one dies, the others stop with
+an error once `heartbeat_timeout` seconds pass without its heartbeat, instead of waiting in a collective forever.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+
+@dataclasses.dataclass(frozen=True)
+class HostSpec:
+    """How this process joins the others (all None and `auto` False: a lone process).
+
+    coordinator_address: ``host:port`` of process 0's coordination service.
+    num_processes, process_id: the number of processes and this one's index.
+    auto: let `jax.distributed.initialize` find all three itself (SLURM, Open MPI, a cloud TPU).
+    heartbeat_timeout: seconds without a heartbeat after which a process counts as dead.
+    """
+
+    coordinator_address: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+    auto: bool = False
+    heartbeat_timeout: int = 60
+
+    @property
+    def wanted(self) -> bool:
+        return self.auto or self.coordinator_address is not None
+
+
+def check(spec: HostSpec) -> None:
+    """ValueError naming the flag, when `spec` is incomplete or inconsistent."""
+    given = {"coordinator-address": spec.coordinator_address, "num-processes": spec.num_processes,
+             "process-id": spec.process_id}
+    if spec.auto:
+        return
+    if any(v is not None for v in given.values()) and any(v is None for v in given.values()):
+        missing = ", ".join(f"--{k}" for k, v in given.items() if v is None)
+        raise ValueError(f"several processes need --coordinator-address, --num-processes and --process-id together "
+                         f"(missing {missing}), or --distributed to detect them")
+    if spec.coordinator_address is None:
+        return
+    host, _, port = spec.coordinator_address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--coordinator-address must be HOST:PORT, got {spec.coordinator_address!r}")
+    if spec.num_processes < 1:
+        raise ValueError(f"--num-processes must be >= 1, got {spec.num_processes}")
+    if not 0 <= spec.process_id < spec.num_processes:
+        raise ValueError(f"--process-id must be in 0 .. {spec.num_processes - 1}, got {spec.process_id}")
+    if spec.heartbeat_timeout < 1:
+        raise ValueError(f"--heartbeat-timeout must be >= 1 second, got {spec.heartbeat_timeout}")
+
+
+def start(spec: HostSpec) -> bool:
+    """Join the other processes (`jax.distributed.initialize`, CPU collectives over gloo); False for a lone process.
+    Must run before JAX starts its backend."""
+    check(spec)
+    if not spec.wanted:
+        return False
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(spec.coordinator_address, spec.num_processes, spec.process_id,
+                               initialization_timeout=max(spec.heartbeat_timeout, 60),
+                               heartbeat_timeout_seconds=spec.heartbeat_timeout)
+    from jax._src.distributed import global_state  # the client: JAX has no public handle on it
+
+    if getattr(global_state, "client", None) is not None and jax.process_count() > 1:
+        PeerWatch(global_state.client, spec.heartbeat_timeout).start()
+    return True
+
+
+EXIT_PEER_LOST = 4  # the exit status of a process whose run lost another process
+
+
+class PeerWatch:
+    """A daemon thread that stops this process with one error line (exit `EXIT_PEER_LOST`) when another process of
+    the run stops showing signs of life for `timeout` / 2 seconds, or when the coordinator (process 0) cannot be
+    reached. Each process counts up its own key in the coordination service's key-value store every second and
+    watches the others' counts: a count that stops moving is a process that stopped (killed, crashed, its host gone).
+    Without it XLA stops the process too, at the full `timeout`, with a fatal log and a C++ stack dump.
+    """
+
+    PERIOD_S = 1.0
+
+    def __init__(self, client: Any, timeout: float):
+        import threading
+
+        self.client, self.timeout = client, timeout
+        self.me, self.n = jax.process_index(), jax.process_count()
+        self.thread = threading.Thread(target=self._watch, name="purejaxppo-peer-watch", daemon=True)
+
+    def start(self) -> PeerWatch:
+        self.thread.start()
+        return self
+
+    def _stop(self, why: str) -> None:
+        print(f"error: process {self.me} of {self.n}: {why}; stopping. Process 0's checkpoints are kept: start every "
+              "process again with --resume <run directory>", file=sys.stderr, flush=True)
+        os._exit(EXIT_PEER_LOST)
+
+    def _count(self, process: int) -> str | None:
+        """`process`'s latest count, None before its first."""
+        try:
+            return self.client.key_value_try_get(f"purejaxppo/alive/{process}")
+        except Exception as e:  # noqa: BLE001 - jaxlib raises its own runtime error
+            if "NOT_FOUND" in str(e):
+                return None
+            raise
+
+    def _watch(self) -> None:
+        import time
+
+        seen = {p: (None, time.monotonic()) for p in range(self.n) if p != self.me}
+        beat = 0
+        while True:
+            try:
+                beat += 1
+                self.client.key_value_set(f"purejaxppo/alive/{self.me}", str(beat), allow_overwrite=True)
+                now = time.monotonic()
+                for p, (last, since) in seen.items():
+                    value = self._count(p)
+                    if value != last:
+                        seen[p] = (value, now)
+                    elif now - since > self.timeout / 2:
+                        self._stop(f"process {p} has shown no sign of life for {now - since:.0f} s (it stopped, "
+                                   "crashed or lost its network)")
+            except Exception as e:  # noqa: BLE001 - the coordinator is gone, or its store failed
+                self._stop(f"the coordinator (process 0) cannot be reached ({str(e).splitlines()[0][:200]})")
+            time.sleep(self.PERIOD_S)
+
+
+def count() -> int:
+    return jax.process_count()
+
+
+def is_writer() -> bool:
+    """True in process 0, the only one that writes a run's files."""
+    return jax.process_index() == 0
+
+
+def seed_slice(num_seeds: int) -> slice:
+    """This process's contiguous block of `num_seeds` seeds (they must divide evenly between the processes)."""
+    if num_seeds % count():
+        raise ValueError(f"--num-seeds {num_seeds} does not divide evenly between {count()} processes")
+    per = num_seeds // count()
+    return slice(jax.process_index() * per, (jax.process_index() + 1) * per)
+
+
+def _is_key(x: Any) -> bool:
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def gather_seeds(tree: Any, axis: int = 0) -> Any:
+    """Every process's block of the seed `axis` of `tree`, concatenated in process order, on every process (a
+    collective: every process must call it). Typed PRNG keys travel as their raw data."""
+    if count() == 1:
+        return tree
+
+    def gather(x):
+        data = np.moveaxis(np.asarray(jax.random.key_data(x) if _is_key(x) else x), axis, 0)
+        out = np.moveaxis(np.asarray(multihost_utils.process_allgather(data, tiled=True)), 0, axis)
+        return jax.random.wrap_key_data(out, impl=jax.random.key_impl(x)) if _is_key(x) else out
+
+    return jax.tree.map(gather, tree)
+
+
+def from_writer(tree: Any) -> Any:
+    """Process 0's `tree` on every process (every process passes a tree of the same shapes; a collective)."""
+    if count() == 1:
+        return tree
+    keys = [_is_key(x) for x in jax.tree.leaves(tree)]
+    raw = jax.tree.map(lambda x: np.asarray(jax.random.key_data(x) if _is_key(x) else x), tree)
+    out = multihost_utils.broadcast_one_to_all(raw, is_source=is_writer())
+    impls = iter(jax.random.key_impl(x) for x, k in zip(jax.tree.leaves(tree), keys) if k)
+    leaves = [jax.random.wrap_key_data(np.asarray(v), impl=next(impls)) if k else np.asarray(v)
+              for v, k in zip(jax.tree.leaves(out), keys)]
+    return jax.tree.unflatten(jax.tree.structure(tree), leaves)
+
+
+def take_seeds(tree: Any, seeds: slice, axis: int = 0) -> Any:
+    """The `seeds` block of the seed `axis` of every leaf."""
+    return jax.tree.map(lambda x: x[(slice(None),) * axis + (seeds,)], tree)
