@@ -102,7 +102,8 @@ def join_processes(hosts) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status: 0 ok, 2 bad input, an unusable checkpoint or a file-system
-    fault, 3 training diverged (non-finite values), 130 interrupted."""
+    fault, 3 training diverged (non-finite values), 4 another process of a several-process run was lost
+    (`purejaxppo.scale.processes.EXIT_PEER_LOST`), 130 interrupted."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = os.environ.get("PUREJAXPPO_DEBUG", "") not in ("", "0")
     if argv[:1] == ["--version"]:

@@ -74,9 +74,16 @@ def start(spec: HostSpec) -> bool:
     if not spec.wanted:
         return False
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(spec.coordinator_address, spec.num_processes, spec.process_id,
-                               initialization_timeout=max(spec.heartbeat_timeout, 60),
-                               heartbeat_timeout_seconds=spec.heartbeat_timeout)
+    try:
+        jax.distributed.initialize(spec.coordinator_address, spec.num_processes, spec.process_id,
+                                   initialization_timeout=max(spec.heartbeat_timeout, 60),
+                                   heartbeat_timeout_seconds=spec.heartbeat_timeout)
+    except (ValueError, RuntimeError) as e:
+        where = ("--distributed found no cluster to join (SLURM, Open MPI, a cloud TPU)" if spec.auto else
+                 f"joining {spec.num_processes} processes at {spec.coordinator_address} failed")
+        cause = str(e).splitlines()[0].rstrip(".")
+        raise ValueError(f"{where}: {cause}; give --coordinator-address, --num-processes and --process-id"
+                         + ("" if spec.auto else " again, the same address in every process")) from None
     from jax._src.distributed import global_state  # the client: JAX has no public handle on it
 
     if getattr(global_state, "client", None) is not None and jax.process_count() > 1:
@@ -165,31 +172,56 @@ def _is_key(x: Any) -> bool:
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
+def _host_leaves(tree: Any, axis: int | None = None) -> tuple[list[np.ndarray], list[Any], Any]:
+    """``(host arrays, each leaf's key implementation or None, the tree's structure)``, `axis` (if any) moved first;
+    typed PRNG keys as their raw data."""
+    leaves, structure = jax.tree.flatten(tree)
+    impls = [jax.random.key_impl(x) if _is_key(x) else None for x in leaves]
+    arrays = [np.asarray(jax.random.key_data(x) if impl else x) for x, impl in zip(leaves, impls)]
+    arrays = [np.asarray(a if axis is None else np.moveaxis(a, axis, 0), order="C") for a in arrays]  # 0-d stays 0-d
+    return arrays, impls, structure
+
+
+def _as_bytes(arrays: list[np.ndarray]) -> np.ndarray:
+    """The arrays' bytes end to end: one buffer, so that the processes exchange everything in one collective."""
+    return np.concatenate([a.reshape(-1).view(np.uint8) for a in arrays]) if arrays else np.zeros(0, np.uint8)
+
+
+def _from_bytes(buffer: np.ndarray, like: list[np.ndarray]) -> list[np.ndarray]:
+    """`_as_bytes`'s inverse: arrays of `like`'s shapes and dtypes read from `buffer`."""
+    out, offset = [], 0
+    for a in like:
+        out.append(buffer[offset:offset + a.nbytes].view(a.dtype).reshape(a.shape))
+        offset += a.nbytes
+    return out
+
+
 def gather_seeds(tree: Any, axis: int = 0) -> Any:
     """Every process's block of the seed `axis` of `tree`, concatenated in process order, on every process (a
-    collective: every process must call it). Typed PRNG keys travel as their raw data."""
+    collective: every process must call it). One exchange of bytes for the whole tree; typed PRNG keys travel as their
+    raw data."""
     if count() == 1:
         return tree
-
-    def gather(x):
-        data = np.moveaxis(np.asarray(jax.random.key_data(x) if _is_key(x) else x), axis, 0)
-        out = np.moveaxis(np.asarray(multihost_utils.process_allgather(data, tiled=True)), 0, axis)
-        return jax.random.wrap_key_data(out, impl=jax.random.key_impl(x)) if _is_key(x) else out
-
-    return jax.tree.map(gather, tree)
+    arrays, impls, structure = _host_leaves(tree, axis)
+    every = np.asarray(multihost_utils.process_allgather(_as_bytes(arrays)), np.uint8).reshape(count(), -1)
+    parts = [_from_bytes(row, arrays) for row in every]  # [process][leaf]
+    leaves = []
+    for i, impl in enumerate(impls):
+        full = np.moveaxis(np.concatenate([p[i] for p in parts], axis=0), 0, axis)
+        leaves.append(jax.random.wrap_key_data(full, impl=impl) if impl else full)
+    return jax.tree.unflatten(structure, leaves)
 
 
 def from_writer(tree: Any) -> Any:
-    """Process 0's `tree` on every process (every process passes a tree of the same shapes; a collective)."""
+    """Process 0's `tree` on every process (every process passes a tree of the same shapes; one collective)."""
     if count() == 1:
         return tree
-    keys = [_is_key(x) for x in jax.tree.leaves(tree)]
-    raw = jax.tree.map(lambda x: np.asarray(jax.random.key_data(x) if _is_key(x) else x), tree)
-    out = multihost_utils.broadcast_one_to_all(raw, is_source=is_writer())
-    impls = iter(jax.random.key_impl(x) for x, k in zip(jax.tree.leaves(tree), keys) if k)
-    leaves = [jax.random.wrap_key_data(np.asarray(v), impl=next(impls)) if k else np.asarray(v)
-              for v, k in zip(jax.tree.leaves(out), keys)]
-    return jax.tree.unflatten(jax.tree.structure(tree), leaves)
+    arrays, impls, structure = _host_leaves(tree)
+    # (the broadcast is a sum over processes: it comes back widened from uint8)
+    shared = np.asarray(multihost_utils.broadcast_one_to_all(_as_bytes(arrays), is_source=is_writer()), np.uint8)
+    leaves = [jax.random.wrap_key_data(a, impl=impl) if impl else a
+              for a, impl in zip(_from_bytes(shared.reshape(-1), arrays), impls)]
+    return jax.tree.unflatten(structure, leaves)
 
 
 def take_seeds(tree: Any, seeds: slice, axis: int = 0) -> Any:

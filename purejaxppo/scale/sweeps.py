@@ -18,7 +18,7 @@ swept this way; loop over them in Python, one `sweep` (one compile) per value.
 Blocks. On a CPU a device trains its cells in blocks of at most `CPU_CELLS_PER_BLOCK` (32): ``lax.map`` over the
 blocks, ``vmap`` inside each, so one block's parameters, optimizer state and activations stay in the processor's cache
 while it trains; all 256 cells at once spill it (on the 2-core EPYC: 1.2-1.3x more steps/s at 256 CartPole cells, the
-same bits; benchmarks/results/speed-levers-seedblocks-cpu-2core.md). Accelerators run every cell at once.
+same bits; benchmarks/results/seed-blocks-cpu-2core.md). Accelerators run every cell at once.
 
 Seeds. Seed i of every setting trains with the key ``jax.random.split(jax.random.key(seed), num_seeds)[i]`` (`seed`
 defaults to 0), the key a lone run ``make_train(config.replace(**setting))(key)`` would take to reproduce that cell.
@@ -214,8 +214,9 @@ def in_blocks(fn: Callable, block: int | None) -> Callable:
 
     B rows become the fewest blocks of at most `block` rows, of equal size (the last row repeated to fill the last
     block, its copies dropped from the result); rows inside a block are vmapped, the blocks run one after another
-    (``lax.map``). None, or ``block >= B``, is one plain ``vmap``. Every block then holds at least ``block // 2`` rows,
-    and on the CPU a row gets the same bits as under the plain vmap (tests/scale/test_sweep.py).
+    (``lax.map``). None, or ``block >= B``, is one plain ``vmap``. Every block then holds at least ``block // 2`` rows;
+    on the CPU, with blocks of 4 rows or more, a row gets the same bits as under the plain vmap (XLA:CPU compiles
+    batches of 1-3 rows differently; tests/scale/test_sweep.py).
     """
     def mapped(*args):
         rows = jax.tree.leaves(args)[0].shape[0]

@@ -72,26 +72,37 @@ def test_the_cli_refuses_a_half_given_group_in_one_line(capsys):
     assert "missing --num-processes, --process-id" in capsys.readouterr().err
 
 
+def test_distributed_outside_a_cluster_says_what_to_give_instead(capsys, monkeypatch):
+    for name in ("SLURM_JOB_ID", "OMPI_MCA_orte_hnp_uri", "TPU_WORKER_HOSTNAMES"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["sweep", *TINY, "--grid", "learning_rate=1e-3,2e-3", "--distributed"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --distributed found no cluster to join") and "--coordinator-address" in err
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_two_processes_train_one_run_that_process_zero_writes(tmp_path):
-    """Both exit 0; the one run directory holds all 4 seeds; its episodes are those of one process training the 4
-    seeds (each process trains 2 of them: the losses agree to float rounding, vmap over 2 rows against 4)."""
+def test_two_processes_train_one_run_that_process_zero_writes_and_resume_it(tmp_path):
+    """Both exit 0; the one run directory holds all 4 seeds; stopped half-way and resumed by two processes, its episodes
+    are those of one process training the 4 seeds straight through (each process trains 2 of them: the losses agree
+    to float rounding, vmap over 2 rows against 4)."""
     run, alone = tmp_path / "run", tmp_path / "alone"
-    args = ["train", *TINY, "--num-seeds", "4", "--logdir", str(run), "--quiet"]
-    results = finish(start_processes(args, free_port()), timeout=240)
+    first = ["train", *TINY, "--num-seeds", "4", "--logdir", str(run), "--quiet", "--stop-after", "10"]
+    for rc, stdout, stderr in finish(start_processes(first, free_port()), timeout=240):
+        assert rc == 0, stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # process 1 wrote nothing anywhere here
+    assert {u for u, _ in records(run)} == set(range(1, 11))
+    results = finish(start_processes(["train", "--resume", str(run), "--quiet"], free_port()), timeout=240)
     for rc, stdout, stderr in results:
         assert rc == 0, stderr[-2000:]
     assert "x 4 seed(s)" in results[0][1] and "process 0 wrote the run" in results[1][1]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # process 1 wrote nothing anywhere here
     assert main(["train", *TINY, "--num-seeds", "4", "--logdir", str(alone), "--quiet"]) == 0
     shared, reference = records(run), records(alone)
     assert sorted(shared) == sorted(reference) and {s for _, s in shared} == {0, 1, 2, 3}
     for key, row in reference.items():
         assert shared[key]["episode_return"] == row["episode_return"], key
         np.testing.assert_allclose(shared[key]["value_loss"], row["value_loss"], rtol=1e-3)
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == sorted(
-        p.name for p in (alone / "checkpoints").iterdir())
+    assert json.loads((run / "summary.json").read_text())["complete"]
 
 
 @pytest.mark.slow
