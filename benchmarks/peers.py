@@ -290,10 +290,15 @@ def run_worker(side: str, args, seeds: int) -> dict:
             env.setdefault("JAX_NUM_CPU_DEVICES", str(os.cpu_count()))  # one device per core (CPU only)
         source = args.baseline_dir if side == "baseline" else ROOT
         env["PYTHONPATH"] = os.pathsep.join([str(Path(source).resolve()), env.get("PYTHONPATH", "")])
+    return json_line(cmd, env, f"{side} worker")
+
+
+def json_line(cmd: list[str], env: dict, what: str) -> dict:
+    """Run `cmd` (a worker process) and return the last JSON line it printed; SystemExit with its stderr if none."""
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        raise SystemExit(f"{side} worker failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        raise SystemExit(f"{what} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(lines[-1])
 
 

@@ -23,6 +23,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import json_line  # noqa: E402  (benchmarks/peers.py: no JAX at import)
+
 RESULTS = Path(__file__).parent / "results"
 ALL_AT_ONCE = 1 << 30  # cells_per_block larger than any cell count: one plain vmap
 
@@ -48,12 +51,7 @@ def worker(seeds: int, block: int, updates: int) -> dict:
 
 def run_worker(seeds: int, block: int, updates: int) -> dict:
     cmd = [sys.executable, __file__, "--worker", f"{seeds},{block},{updates}"]
-    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise SystemExit(f"worker {seeds} seeds, block {block} failed:\n{proc.stderr[-2000:]}")
-    return json.loads(lines[-1])
+    return json_line(cmd, {**os.environ, "JAX_NUM_CPU_DEVICES": "1"}, f"worker {seeds} seeds, block {block}")
 
 
 def markdown(report: dict) -> str:

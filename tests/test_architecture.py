@@ -23,7 +23,7 @@ LAYERS = {
     "models": ("models", "models.networks", "models.policies"),
     "training": ("training", "training.rollout", "training.batch", "training.metrics", "training.evaluation",
                  "training.train", "training.trainer"),
-    "scale": ("scale", "scale.sweeps", "scale.population", "scale.parallel"),
+    "scale": ("scale", "scale.sweeps", "scale.population", "scale.parallel", "scale.processes"),
     "runs": ("runs", "runs.logs", "runs.checkpoint", "runs.policy", "runs.export", "runs.runlock",
              "runs.progress", "runs.plotting", "runs.compare", "runs.compile_cache"),
     "cli": ("configfields", "cli.args", "cli.plans", "cli.runloop", "cli.train", "cli.pbt", "cli.sweep", "cli.commands",

@@ -152,26 +152,24 @@ Overrides = Annotated[ConfigOverrides, tyro.conf.arg(help=CONFIG_GROUP_HELP)]
 
 def _host_flag(kind: type, doc: str, metavar: str | None = None) -> Any:
     """A flag of the several-hosts group: spelled without the group's prefix (``--process-id``)."""
-    return Annotated[kind | None, tyro.conf.arg(prefix_name=False, help=doc, metavar=metavar)]
+    return Annotated[kind | None, tyro.conf.arg(prefix_name=False, help=doc, metavar=metavar, help_behavior_hint="")]
 
 
 @dataclasses.dataclass(frozen=True)
 class Hosts:
-    """Several processes (hosts) as one run, through jax.distributed: seeds (or cells, members) spread over all of
-    them, only process 0 writes. Start the same command in every process."""
+    """Several processes (hosts) as one run, through jax.distributed: seeds (or cells) spread over all of them, only
+    process 0 writes. Start the same command in every process."""
 
-    coordinator_address: _host_flag(str, "host:port of process 0's coordination service (every process gives the "
-                                         "same)", "HOST:PORT") = None
-    num_processes: _host_flag(int, "how many processes take part") = None
-    process_id: _host_flag(int, "this process's index, 0 .. num-processes - 1 (0 writes the run)") = None
-    distributed: Annotated[bool, tyro.conf.arg(prefix_name=False, help=(
-        "let jax.distributed.initialize() find the coordinator, process count and index itself (SLURM, Open MPI, "
-        "a cloud TPU)"))] = False
-    heartbeat_timeout: Annotated[int, tyro.conf.arg(prefix_name=False, help=(
-        "seconds without a sign of life from a process after which the others stop with an error"))] = 60
+    coordinator_address: _host_flag(str, "process 0's address, the same in every process.", "HOST:PORT") = None
+    num_processes: _host_flag(int, "how many processes take part.") = None
+    process_id: _host_flag(int, "this one, 0 .. N-1 (0 writes the run).", "I") = None
+    distributed: Annotated[bool, tyro.conf.arg(prefix_name=False, help_behavior_hint="", help=(
+        "find all three from SLURM, Open MPI or a TPU."))] = False
+    heartbeat_timeout: Annotated[int, tyro.conf.arg(prefix_name=False, help_behavior_hint="(default: 60)", help=(
+        "seconds of silence that stop the others."))] = 60
 
 
-HostsGroup = Annotated[Hosts, tyro.conf.arg(help="Several hosts (jax.distributed).")]
+HostsGroup = Annotated[Hosts, tyro.conf.arg(help="")]  # "hosts options": see docs/scaling.md
 
 
 @dataclasses.dataclass(frozen=True)

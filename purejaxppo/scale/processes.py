@@ -16,10 +16,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import threading
+import time
 from typing import Any
 
 import jax
 import numpy as np
+from jax._src import distributed as jax_distributed  # the client: JAX has no public handle on it
 from jax.experimental import multihost_utils
 
 
@@ -84,10 +87,9 @@ def start(spec: HostSpec) -> bool:
         cause = str(e).splitlines()[0].rstrip(".")
         raise ValueError(f"{where}: {cause}; give --coordinator-address, --num-processes and --process-id"
                          + ("" if spec.auto else " again, the same address in every process")) from None
-    from jax._src.distributed import global_state  # the client: JAX has no public handle on it
-
-    if getattr(global_state, "client", None) is not None and jax.process_count() > 1:
-        PeerWatch(global_state.client, spec.heartbeat_timeout).start()
+    client = getattr(jax_distributed.global_state, "client", None)
+    if client is not None and jax.process_count() > 1:
+        PeerWatch(client, spec.heartbeat_timeout).start()
     return True
 
 
@@ -105,8 +107,6 @@ class PeerWatch:
     PERIOD_S = 1.0
 
     def __init__(self, client: Any, timeout: float):
-        import threading
-
         self.client, self.timeout = client, timeout
         self.me, self.n = jax.process_index(), jax.process_count()
         self.thread = threading.Thread(target=self._watch, name="purejaxppo-peer-watch", daemon=True)
@@ -130,8 +130,6 @@ class PeerWatch:
             raise
 
     def _watch(self) -> None:
-        import time
-
         seen = {p: (None, time.monotonic()) for p in range(self.n) if p != self.me}
         beat = 0
         while True:

@@ -75,7 +75,7 @@ SCRIPT = textwrap.dedent(r"""
     def _():
         sweep_module = sys.modules["purejaxppo.scale.sweeps"]
         mesh = sweep_module.default_mesh()
-        program = sweep_module._program(CONFIG, ("learning_rate",), mesh, True, None, None)
+        program = sweep_module._program(CONFIG, ("learning_rate",), mesh, True, None, None, None)
         sharding = NamedSharding(mesh, P(mesh.axis_names))
         keys = jax.random.key_data(jax.random.split(jax.random.key(0), 8))
         lowered = program.lower(jax.device_put(keys, sharding),
