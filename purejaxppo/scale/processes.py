@@ -13,6 +13,7 @@ an error once `heartbeat_timeout` seconds pass without its heartbeat, instead of
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
 import sys
@@ -51,6 +52,8 @@ def check(spec: HostSpec) -> None:
     """ValueError naming the flag, when `spec` is incomplete or inconsistent."""
     given = {"coordinator-address": spec.coordinator_address, "num-processes": spec.num_processes,
              "process-id": spec.process_id}
+    if spec.heartbeat_timeout < 1:
+        raise ValueError(f"--heartbeat-timeout must be >= 1 second, got {spec.heartbeat_timeout}")
     if spec.auto:
         return
     if any(v is not None for v in given.values()) and any(v is None for v in given.values()):
@@ -66,8 +69,6 @@ def check(spec: HostSpec) -> None:
         raise ValueError(f"--num-processes must be >= 1, got {spec.num_processes}")
     if not 0 <= spec.process_id < spec.num_processes:
         raise ValueError(f"--process-id must be in 0 .. {spec.num_processes - 1}, got {spec.process_id}")
-    if spec.heartbeat_timeout < 1:
-        raise ValueError(f"--heartbeat-timeout must be >= 1 second, got {spec.heartbeat_timeout}")
 
 
 def start(spec: HostSpec) -> bool:
@@ -101,7 +102,9 @@ class PeerWatch:
     the run stops showing signs of life for `timeout` / 2 seconds, or when the coordinator (process 0) cannot be
     reached. Each process counts up its own key in the coordination service's key-value store every second and
     watches the others' counts: a count that stops moving is a process that stopped (killed, crashed, its host gone).
-    Without it XLA stops the process too, at the full `timeout`, with a fatal log and a C++ stack dump.
+    A process that exits normally says so first (``purejaxppo/done/<index>``, at exit, before JAX's own shutdown) and
+    is no longer watched; its own watch then ends. Without this, XLA stops the process too, at the full `timeout`,
+    with a fatal log and a C++ stack dump.
     """
 
     PERIOD_S = 1.0
@@ -110,20 +113,30 @@ class PeerWatch:
         self.client, self.timeout = client, timeout
         self.me, self.n = jax.process_index(), jax.process_count()
         self.thread = threading.Thread(target=self._watch, name="purejaxppo-peer-watch", daemon=True)
+        self.finished = threading.Event()
 
     def start(self) -> PeerWatch:
         self.thread.start()
+        atexit.register(self.finish)  # registered after jax.distributed's shutdown, so it runs before it
         return self
+
+    def finish(self) -> None:
+        """This process is done: tell the others, and stop watching."""
+        self.finished.set()
+        try:
+            self.client.key_value_set(f"purejaxppo/done/{self.me}", "1", allow_overwrite=True)
+        except Exception:  # noqa: BLE001 - the coordinator is already gone: nobody is left to tell
+            pass
 
     def _stop(self, why: str) -> None:
         print(f"error: process {self.me} of {self.n}: {why}; stopping. Process 0's checkpoints are kept: start every "
               "process again with --resume <run directory>", file=sys.stderr, flush=True)
         os._exit(EXIT_PEER_LOST)
 
-    def _count(self, process: int) -> str | None:
-        """`process`'s latest count, None before its first."""
+    def _read(self, key: str) -> str | None:
+        """The value under `key`, None when there is none yet."""
         try:
-            return self.client.key_value_try_get(f"purejaxppo/alive/{process}")
+            return self.client.key_value_try_get(key)
         except Exception as e:  # noqa: BLE001 - jaxlib raises its own runtime error
             if "NOT_FOUND" in str(e):
                 return None
@@ -132,19 +145,23 @@ class PeerWatch:
     def _watch(self) -> None:
         seen = {p: (None, time.monotonic()) for p in range(self.n) if p != self.me}
         beat = 0
-        while True:
+        while not self.finished.is_set():
             try:
                 beat += 1
                 self.client.key_value_set(f"purejaxppo/alive/{self.me}", str(beat), allow_overwrite=True)
                 now = time.monotonic()
-                for p, (last, since) in seen.items():
-                    value = self._count(p)
+                for p, (last, since) in list(seen.items()):
+                    value = self._read(f"purejaxppo/alive/{p}")
                     if value != last:
                         seen[p] = (value, now)
+                    elif self._read(f"purejaxppo/done/{p}") is not None:
+                        del seen[p]  # it finished normally
                     elif now - since > self.timeout / 2:
                         self._stop(f"process {p} has shown no sign of life for {now - since:.0f} s (it stopped, "
                                    "crashed or lost its network)")
             except Exception as e:  # noqa: BLE001 - the coordinator is gone, or its store failed
+                if self.finished.is_set():
+                    return
                 self._stop(f"the coordinator (process 0) cannot be reached ({str(e).splitlines()[0][:200]})")
             time.sleep(self.PERIOD_S)
 
