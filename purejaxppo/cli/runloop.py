@@ -290,7 +290,7 @@ def run_chunks(plan: RunPlan, program: Program, quiet: bool, stop_after: int | N
         say(program.describe())
         log = (RunLog(run_dir, config.to_dict(), plan.run_id, start * config.batch_size, **program.log_options)
                if writer else NoFiles())
-        bar = ProgressBar(config.timesteps_trained, start * config.batch_size, seeds,
+        bar = ProgressBar(config.timesteps_trained, start * config.batch_size,
                           enabled=writer and progress_enabled(quiet), desc=program.bar_desc)
         update = start
         try:

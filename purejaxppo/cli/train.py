@@ -80,13 +80,12 @@ class TrainProgram(Program):
     def start(self, ckpt, end: int, say) -> tuple[Any, int]:
         """``(batched [S] RunState, updates done)``: the newest intact checkpoint when resuming, else freshly
         initialised (`restore_newest`). A host pool's environments restart on resuming (`ChunkRunner.restart`)."""
-        from purejaxppo.runs.checkpoint import abstract_state, batched_keys
+        from purejaxppo.runs.checkpoint import batched_keys
 
         plan = self.plan
         if self.shared:
             return self._start_shared(ckpt, say)
-        restored = restore_newest(plan, ckpt, lambda: abstract_state(self.runner.fns.init, self.layout), self.layout,
-                                  say)
+        restored = self._restore(ckpt, say)
         if restored is None:
             return self.runner.init(batched_keys(plan.seed, plan.num_seeds)), 0
         state, update = restored
@@ -95,21 +94,25 @@ class TrainProgram(Program):
             say(restart_note(self.env, update))
         return state, update
 
+    def _restore(self, ckpt, say) -> tuple[Any, int] | None:
+        """``(state, update)`` of the newest intact checkpoint, or None (`restore_newest`)."""
+        from purejaxppo.runs.checkpoint import abstract_state
+
+        return restore_newest(self.plan, ckpt, lambda: abstract_state(self.runner.fns.init, self.layout),
+                              self.layout, say)
+
     def _start_shared(self, ckpt, say) -> tuple[Any, int]:
         """Several processes: process 0 restores the newest checkpoint (if any) and shares it; each process keeps its
         own seeds. Every process computes the fresh states of all seeds (cheap), the shapes to share into."""
         import jax
         import numpy as np
 
-        from purejaxppo.runs.checkpoint import abstract_state, batched_keys
+        from purejaxppo.runs.checkpoint import batched_keys
         from purejaxppo.scale import processes
 
         plan = self.plan
         state = self.runner.init(batched_keys(plan.seed, plan.num_seeds))
-        restored = None
-        if processes.is_writer():
-            restored = restore_newest(plan, ckpt, lambda: abstract_state(self.runner.fns.init, self.layout),
-                                      self.layout, say)
+        restored = self._restore(ckpt, say) if processes.is_writer() else None
         update = int(processes.from_writer(np.int32(0 if restored is None else restored[1])))
         if update > 0:
             state = processes.from_writer(restored[0] if restored is not None else state)

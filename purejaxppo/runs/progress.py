@@ -207,20 +207,20 @@ class ProgressBar:
     BAR_FORMAT = ("{desc}{postfix}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps per seed "
                   "[{elapsed}<{remaining}, {rate_fmt} per seed]")
 
-    def __init__(self, total_steps: int, initial_steps: int = 0, num_seeds: int = 1, enabled: bool = True,
+    def __init__(self, total_steps: int, initial_steps: int = 0, enabled: bool = True,
                  desc: str = "train", file: TextIO | None = None, ncols: int | None = None):
         # ncols: a fixed line width; None follows the terminal's width as it changes
         self._options = {"total": total_steps, "unit": " steps", "unit_scale": True, "desc": desc,
                          "bar_format": self.BAR_FORMAT, "disable": not enabled, "dynamic_ncols": ncols is None,
                          "ncols": ncols, "file": file, "smoothing": 0.1, "leave": True}
-        self._last = np.full((num_seeds,), np.nan)
+        self._last = None  # each seed's latest known return, sized by the first update's metrics
         self._steps = initial_steps
         self.bar = None
 
     def __call__(self, metrics: Metrics) -> None:
         steps = int(np.asarray(metrics["env_steps"]).reshape(-1)[0])
         returns = np.asarray(metrics["episode_return"], np.float64).reshape(-1)
-        if returns.shape != self._last.shape:  # process 0's own seeds, in a several-process run
+        if self._last is None:  # the seeds the metrics hold (in a several-process run, process 0's own)
             self._last = np.full(returns.shape, np.nan)
         self._last = np.where(np.isfinite(returns), returns, self._last)  # keep a seed's last known return
         postfix = f"return={return_summary(self._last)} update={int(np.asarray(metrics['update']).reshape(-1)[0])}"

@@ -93,7 +93,7 @@ def test_make_train_and_the_chunk_program_have_no_host_callbacks():
 
 def test_progress_bar_shows_steps_and_return_across_seeds():
     out = io.StringIO()
-    bar = ProgressBar(total_steps=640, num_seeds=2, enabled=True, file=out, desc="CartPole-v1")
+    bar = ProgressBar(total_steps=640, enabled=True, file=out, desc="CartPole-v1")
     for u in (1, 2):
         bar({"update": np.array([u, u]), "env_steps": np.array([64 * u] * 2),
              "episode_return": np.array([10.0 * u, np.nan])})
@@ -116,7 +116,7 @@ def test_progress_off_when_quiet_or_not_a_terminal():
 
 def test_progress_bar_says_its_rate_is_per_seed():
     out = io.StringIO()
-    bar = ProgressBar(total_steps=640, num_seeds=2, enabled=True, file=out, desc="CartPole-v1 x2")
+    bar = ProgressBar(total_steps=640, enabled=True, file=out, desc="CartPole-v1 x2")
     for u in (1, 2, 3):
         bar({"update": np.array([u, u]), "env_steps": np.array([64 * u] * 2), "episode_return": np.array([1.0, 2.0])})
     bar.close()
@@ -128,7 +128,7 @@ def test_progress_bar_says_its_rate_is_per_seed():
 def test_progress_bar_keeps_the_return_at_80_columns(desc):
     """A line wider than the terminal loses its end: at 80 columns the return (mean±std over seeds) still shows."""
     out = io.StringIO()
-    bar = ProgressBar(total_steps=10_000_000, num_seeds=8, enabled=True, file=out, desc=desc, ncols=80)
+    bar = ProgressBar(total_steps=10_000_000, enabled=True, file=out, desc=desc, ncols=80)
     for u in (1, 2, 3):
         bar({"update": np.array([u] * 8), "env_steps": np.array([512 * u] * 8),
              "episode_return": np.linspace(-1234.5, -200.25, 8)})
