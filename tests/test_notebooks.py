@@ -91,6 +91,9 @@ def test_committed_notebook_keeps_full_run_outputs(name):
 def test_notebook_runs_top_to_bottom(name, monkeypatch, tmp_path):
     monkeypatch.setenv("PUREJAXPPO_SMOKE", "1")  # inherited by the kernel
     monkeypatch.setenv("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))
+    # importing envpool (an earlier test file on this worker) sets MPLBACKEND=Agg in this process; the kernel would
+    # inherit it and plt.show() would draw nothing: let ipykernel choose its inline backend, as in a fresh session
+    monkeypatch.delenv("MPLBACKEND", raising=False)
     book = read(name)
     for cell in code_cells(book):
         cell.outputs, cell.execution_count = [], None
