@@ -27,6 +27,11 @@ SHUFFLE = 0xA11CE
 PBT = 0x9B7
 
 
+def is_key(x) -> bool:
+    """True for a typed PRNG key array (``jax.random.key``), False for anything else (raw uint32 keys, numbers)."""
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
 def stream(key: jax.Array, stream_id: int, index=None) -> jax.Array:
     """The key of a named random stream, optionally for one update (or call) `index`."""
     key = jax.random.fold_in(key, stream_id)

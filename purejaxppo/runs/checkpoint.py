@@ -42,6 +42,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from purejaxppo.config import PPOConfig
+from purejaxppo.core.streams import is_key
 from purejaxppo.version import __version__
 
 FORMAT_VERSION = 2
@@ -83,16 +84,12 @@ def _leaf_name(path) -> str:
     return jax.tree_util.keystr(path, simple=True, separator=".") or "root"
 
 
-def _is_key(x) -> bool:
-    return jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
 def state_to_arrays(state: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Flatten a pytree into ``({leaf path: host array}, {leaf path: PRNG impl name})``; typed keys become key data."""
     arrays, key_impls = {}, {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
         name = _leaf_name(path)
-        if _is_key(leaf):
+        if is_key(leaf):
             key_impls[name] = str(jax.random.key_impl(leaf))
             leaf = jax.random.key_data(leaf)
         arrays[name] = np.asarray(jax.device_get(leaf))
@@ -103,7 +100,7 @@ def leaf_shapes(abstract_state: Any) -> dict[str, tuple[tuple[int, ...], str]]:
     """``{leaf path: (shape, dtype)}`` of the arrays a state is saved as (key leaves as their uint32 key data)."""
     shapes = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_state)[0]:
-        if _is_key(leaf):
+        if is_key(leaf):
             leaf = jax.eval_shape(jax.random.key_data, leaf)
         shapes[_leaf_name(path)] = (tuple(leaf.shape), np.dtype(leaf.dtype).name)
     return shapes

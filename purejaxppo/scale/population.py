@@ -451,7 +451,7 @@ def replicated(tree: Any, mesh: Mesh) -> Any:
     sharding = NamedSharding(mesh, P())
 
     def put(x):
-        if jnp.issubdtype(jnp.asarray(x).dtype, jax.dtypes.prng_key):
+        if streams.is_key(x):
             return jax.random.wrap_key_data(put(jax.random.key_data(x)), impl=jax.random.key_impl(x))
         x = np.asarray(x)
         return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])

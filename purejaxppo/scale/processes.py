@@ -26,6 +26,8 @@ import numpy as np
 from jax._src import distributed as jax_distributed  # the client: JAX has no public handle on it
 from jax.experimental import multihost_utils
 
+from purejaxppo.core.streams import is_key
+
 
 @dataclasses.dataclass(frozen=True)
 class HostSpec:
@@ -183,15 +185,11 @@ def seed_slice(num_seeds: int) -> slice:
     return slice(jax.process_index() * per, (jax.process_index() + 1) * per)
 
 
-def _is_key(x: Any) -> bool:
-    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
 def _host_leaves(tree: Any, axis: int | None = None) -> tuple[list[np.ndarray], list[Any], Any]:
     """``(host arrays, each leaf's key implementation or None, the tree's structure)``, `axis` (if any) moved first;
     typed PRNG keys as their raw data."""
     leaves, structure = jax.tree.flatten(tree)
-    impls = [jax.random.key_impl(x) if _is_key(x) else None for x in leaves]
+    impls = [jax.random.key_impl(x) if is_key(x) else None for x in leaves]
     arrays = [np.asarray(jax.random.key_data(x) if impl else x) for x, impl in zip(leaves, impls)]
     arrays = [np.asarray(a if axis is None else np.moveaxis(a, axis, 0), order="C") for a in arrays]  # 0-d stays 0-d
     return arrays, impls, structure

@@ -127,7 +127,7 @@ def strong_types(tree):
     """
 
     def strong(x):
-        return x if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else jax.lax.convert_element_type(x, x.dtype)
+        return x if streams.is_key(x) else jax.lax.convert_element_type(x, x.dtype)
 
     return jax.tree.map(strong, tree)
 

@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from gymnax.environments import spaces
 
+from purejaxppo.core.streams import is_key
 from purejaxppo.envs.suites.base import (Reset, SuiteEnv, SuiteParams, Transition, built, check_time_limit,
                                          import_suite, python_numbers_as_float32)
 
@@ -82,7 +83,7 @@ class PlaygroundEnv(SuiteEnv):
 
 def _raw_key(key: jax.Array) -> jax.Array:
     """Playground's tasks split and store raw uint32[2] keys (``info["rng"]``); a typed key becomes its raw data."""
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+    if is_key(key):
         return jax.random.key_data(key)
     return key
 
