@@ -18,13 +18,12 @@ import datetime
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import json_line  # noqa: E402  (benchmarks/peers.py: no JAX at import)
+from peers import ROOT, device_label, git_commit, json_line  # noqa: E402  (benchmarks/peers.py: no JAX at import)
 
 RESULTS = Path(__file__).parent / "results"
 ALL_AT_ONCE = 1 << 30  # cells_per_block larger than any cell count: one plain vmap
@@ -84,9 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     import jax
 
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
-    device = f"cpu-{os.cpu_count()}core"
+    commit, device = git_commit(ROOT), device_label()
     report = {"date": datetime.date.today().isoformat(), "device": device, "jax": jax.__version__, "commit": commit,
               "command": "python benchmarks/seed_blocks.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "updates": args.updates, "rounds": args.rounds, "cases": []}

@@ -191,18 +191,18 @@ class Checkpointer:
     def __init__(self, directory: str | Path, max_to_keep: int | None = DEFAULT_MAX_TO_KEEP, read_only: bool = False):
         _quiet_absl()
         self.directory = Path(directory).resolve()
-        alone = jax.process_count() > 1  # one of several processes: orbax must not wait for the others
-        if alone and not read_only:
+        one_of_several = jax.process_count() > 1  # orbax must not wait for the other processes
+        if one_of_several and not read_only:
             self.directory.mkdir(parents=True, exist_ok=True)  # orbax refuses `create` with `active_processes`
         options = ocp.CheckpointManagerOptions(
             max_to_keep=None if read_only else max_to_keep,
             enable_async_checkpointing=False,
-            create=not read_only and not alone,
+            create=not read_only and not one_of_several,
             read_only=read_only,
             cleanup_tmp_directories=False,  # done here, synchronously (orbax's runs in a background future)
             # with several processes only one (process 0) saves, and each process reads on its own: no barriers
             **({"multiprocessing_options": ocp.options.MultiprocessingOptions(
-                primary_host=jax.process_index(), active_processes={jax.process_index()})} if alone else {}),
+                primary_host=jax.process_index(), active_processes={jax.process_index()})} if one_of_several else {}),
         )
         if read_only and not self.directory.is_dir():
             raise CheckpointError(f"{self.directory} does not exist")
