@@ -1,5 +1,7 @@
 """What the command-line tests share (tests/cli/, tests/runs/): the tiny CartPole run they all train, and helpers to
-run the command line and read a run directory. Importable from any test (pyproject's pytest ``pythonpath``).
+run the command line and read a run directory; and, for the several-process tests (tests/cli/test_hosts.py,
+tests/scale/test_distributed.py), a free port for the coordinator. Importable from any test (pyproject's pytest
+``pythonpath``).
 
 The tiny run's chunk program is compiled once per process (the runner cache of `purejaxppo.runs.progress`), so every
 file that trains it pays that compile once.
@@ -7,6 +9,7 @@ file that trains it pays that compile once.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from purejaxppo import cli
@@ -14,6 +17,13 @@ from purejaxppo.runs import logs
 
 TINY = ["--num-envs", "4", "--num-steps", "16", "--total-timesteps", "1280"]  # 20 updates of 64 steps
 TRAIN = ["train", *TINY, "--num-seeds", "2", "--quiet"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a coordinator's address)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:

@@ -7,23 +7,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
-from cli_helpers import TINY
+from cli_helpers import TINY, free_port
 
 from purejaxppo.cli import main
 from purejaxppo.scale.processes import EXIT_PEER_LOST, HostSpec, check
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_processes(args: list[str], port: int, heartbeat: int = 60) -> list[subprocess.Popen]:

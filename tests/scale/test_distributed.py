@@ -8,13 +8,13 @@ compiles the same per-device batch; likewise for `pbt`'s two members, one per pr
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import pytest
+from cli_helpers import free_port
 
 TIMEOUT_S = 300
 
@@ -53,12 +53,6 @@ WORKER = COMMON + textwrap.dedent(r"""
 """)
 
 REFERENCE = COMMON + "run_and_save(sys.argv[1])\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def clean_env(devices: int) -> dict[str, str]:
