@@ -15,42 +15,27 @@ differently.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import GIVEN_XLA_FLAGS
-from pinned_runs import RECORD, cpu_fingerprint, fingerprint_differences, platform_fingerprint
+from pinned_runs import RECORD, cpu_fingerprint, fingerprint_differences, platform_fingerprint, run_cases
 
 RECORDED = json.loads(RECORD.read_text())
 CASES = sorted(RECORDED["cases"])
-RUN_CASES = ("import json, pinned_runs; print('PINNED ' + json.dumps({'platform': pinned_runs.platform_fingerprint(), "
-             "'cases': pinned_runs.run_cases()}))")
 
 
 @pytest.fixture(scope="module")
-def current() -> dict:
-    """This checkout's pinned runs and its platform, from a process with the XLA_FLAGS the suite was started with
-    (conftest.py adds an optimisation level for the rest of the suite, and the level may change the last bits)."""
-    env = dict(os.environ, XLA_FLAGS=os.environ.get(GIVEN_XLA_FLAGS, os.environ.get("XLA_FLAGS", "")),
-               JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", RUN_CASES], cwd=Path(__file__).resolve().parent, env=env,
-                          capture_output=True, text=True, timeout=380, check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("PINNED ")]
-    assert proc.returncode == 0 and lines, f"the pinned runs failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
-    return json.loads(lines[-1][len("PINNED "):])
+def current():
+    return run_cases()
 
 
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("case", CASES)
 def test_pinned_run(current, case):
-    expected, got = RECORDED["cases"][case], current["cases"][case]
+    expected, got = RECORDED["cases"][case], current[case]
     for name, value in expected["first_update"].items():
         np.testing.assert_allclose(got["first_update"][name], value, rtol=1e-4, atol=1e-6, err_msg=f"{case}: {name}")
-    differences = fingerprint_differences(RECORDED["platform"], current["platform"])
+    differences = fingerprint_differences(RECORDED["platform"], platform_fingerprint())
     if differences:
         pytest.skip(f"bits are pinned on another platform (this one differs in {', '.join(differences)}); "
                     "the tolerance check passed")
