@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import numpy as np
 
 from purejaxppo.envs.registry import check_env_kwargs, check_env_name, suite_of
 
@@ -264,7 +265,7 @@ def _normalise_fields(config: PPOConfig) -> None:
             set_(name, int(value))
     for name in HYPERPARAMETERS:
         value = getattr(config, name)
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**1023:  # else refused below
             set_(name, float(value))
 
 
@@ -278,29 +279,42 @@ def _check_int(config: PPOConfig, name: str, minimum: int) -> None:
         raise ValueError(f"PPOConfig.{name} must be an integer >= {minimum}, got {value!r}")
 
 
+def _float_values(name: str, value: Any) -> list | None:
+    """The concrete values of hyperparameter `name`: one number, or the elements of an array (a batch of values for a
+    sweep); None for a tracer (nothing concrete to check). Booleans, strings and other non-real values are refused."""
+    if _is_concrete_number(value):
+        return [value]
+    dtype = getattr(value, "dtype", None)
+    if not hasattr(value, "shape") or dtype is None:
+        raise ValueError(f"PPOConfig.{name} must be a number, got {value!r}")
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):  # bool, str, complex, object
+        raise ValueError(f"PPOConfig.{name} must be a real number, got {value!r} (dtype {dtype})")
+    try:
+        return list(np.asarray(jax.device_get(value)).reshape(-1))
+    except Exception:  # a tracer
+        return None
+
+
 def _check_float(config: PPOConfig, name: str, low: float, high: float, low_open: bool, high_open: bool = False):
-    value = getattr(config, name)
-    if not _is_concrete_number(value):
-        # An array (a batch of values for a sweep) is checked element by element.
-        if hasattr(value, "shape") and hasattr(value, "dtype"):
-            try:
-                values = [float(v) for v in jax.device_get(value).reshape(-1)]
-            except Exception:  # a tracer: nothing concrete to check
-                return
-        else:
-            raise ValueError(f"PPOConfig.{name} must be a number, got {value!r}")
-    else:
-        values = [float(value)]
-    for v in values:
-        bad = (
-            not math.isfinite(v)
-            or (v <= low if low_open else v < low)
-            or (v >= high if high_open else v > high)
-        )
-        if bad:
-            lo = f"{'(' if low_open else '['}{low:g}"
-            hi = f"{high:g}{')' if high_open else ']'}" if math.isfinite(high) else "inf)"
+    """`name`'s value(s) in the interval, as the float32 the run computes with (1e39 would be inf, 1e-50 zero)."""
+    values = _float_values(name, getattr(config, name))
+    lo = f"{'(' if low_open else '['}{low:g}"
+    hi = f"{high:g}{')' if high_open else ']'}" if math.isfinite(high) else "inf)"
+    for v in values or ():
+        try:
+            x = float(v)
+        except OverflowError:  # an int beyond float64
+            raise ValueError(f"PPOConfig.{name} must be in {lo}, {hi}, got an integer of {len(str(v))} digits"
+                             ) from None
+        with np.errstate(over="ignore", under="ignore"):
+            x32 = float(np.float32(x))
+        outside = lambda y: (not math.isfinite(y) or (y <= low if low_open else y < low)  # noqa: E731
+                             or (y >= high if high_open else y > high))
+        if outside(x):
             raise ValueError(f"PPOConfig.{name} must be in {lo}, {hi}, got {v!r}")
+        if outside(x32):
+            raise ValueError(f"PPOConfig.{name} must be in {lo}, {hi} in float32, the precision the run computes in, "
+                             f"got {v!r}, which is {x32:g} in float32")
 
 
 def _check_choice(config: PPOConfig, name: str, choices: tuple[str, ...]) -> None:
@@ -351,6 +365,9 @@ def _validate(config: PPOConfig) -> None:
             f"got {config.total_timesteps}"
         )
     _check_int32_budget(config)
+    if config.eval_every > config.num_updates:
+        raise ValueError(f"PPOConfig.eval_every ({config.eval_every}) is more than num_updates ({config.num_updates}): "
+                         "no evaluation would run; lower it, or give 0 for none")
     if config.network == "gru":
         if config.num_envs % config.num_minibatches:
             raise ValueError(

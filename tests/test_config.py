@@ -4,6 +4,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from purejaxppo import PPOConfig
@@ -47,11 +48,27 @@ def test_budget_rounding_is_stated():
         ("hidden_sizes", (64, 0), "hidden_sizes must be a non-empty sequence of positive integers"),
         ("anneal_lr", "yes", "anneal_lr must be True or False"),
         ("eval_every", -1, "eval_every must be an integer >= 0"),
+        ("eval_every", 977, r"eval_every \(977\) is more than num_updates \(976\): no evaluation would run"),
+        # float32 is what the run computes in: 1e39 would be inf (NaN losses), 1e-50 zero (no learning)
+        ("learning_rate", 1e39, r"learning_rate must be in \(0, inf\) in float32.*got 1e\+39, which is inf"),
+        ("vf_coeff", -1e39, r"vf_coeff must be in \[0, inf\), got -1e\+39"),
+        ("entropy_coeff", 1e39, r"entropy_coeff must be in \[0, inf\) in float32"),
+        ("learning_rate", 1e-50, r"learning_rate must be in \(0, inf\) in float32.*got 1e-50, which is 0 in float32"),
+        ("learning_rate", 10**400, r"learning_rate must be in \(0, inf\), got an integer of 401 digits"),
+        ("learning_rate", np.bool_(True), r"learning_rate must be a real number, got np.True_ \(dtype bool\)"),
+        ("learning_rate", np.str_("0.1"), r"learning_rate must be a real number.*dtype <U3"),
+        ("learning_rate", np.array([1e-3, 1e39]), r"learning_rate must be in \(0, inf\) in float32"),
     ],
 )
 def test_bad_values_name_the_field_and_the_allowed_range(field, value, message):
     with pytest.raises(ValueError, match=message):
         PPOConfig(**{field: value})
+
+
+def test_numpy_and_float32_values_within_range_are_accepted():
+    assert PPOConfig(learning_rate=np.float32(3e-4)).learning_rate == np.float32(3e-4)
+    assert PPOConfig(learning_rate=1e-40).learning_rate == 1e-40  # a float32 subnormal, not zero
+    assert PPOConfig(vf_coeff=3e38).vf_coeff == 3e38  # float32's largest is 3.4e38
 
 
 def test_unknown_env_lists_the_registered_environments():

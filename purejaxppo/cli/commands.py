@@ -17,6 +17,7 @@ def eval_command(cmd: Eval) -> int:
     from purejaxppo.runs.policy import load_policy
 
     check_positive(cmd, "episodes", "gif-max-steps")
+    check_seed(cmd.eval_seed, "eval-seed")
     loaded = load_policy(cmd.path, seed_index=cmd.seed_index, deterministic=not cmd.sample)
     if cmd.gif is not None:
         from purejaxppo.runs.plotting import check_gif_support

@@ -115,9 +115,14 @@ def read_settings(cmd: Sweep, config) -> list[dict[str, float]]:
     else:
         path = Path(cmd.list_file)
         try:
-            tables = tomllib.loads(path.read_text()).get("setting")
+            document = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise UsageError(f"--list {path}: {getattr(e, 'strerror', None) or e}") from None
+        unknown = sorted(set(document) - {"setting"})
+        if unknown:
+            raise UsageError(f"--list {path}: unknown top-level key(s) {unknown}; the file holds only [[setting]] "
+                             "tables (give the base config with --config-file, the seeds with --num-seeds)")
+        tables = document.get("setting")
         if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) and t for t in tables):
             raise UsageError(f"--list {path}: expected [[setting]] tables of NAME = value, e.g.\n[[setting]]\n"
                              "learning_rate = 3e-4")

@@ -32,6 +32,12 @@ def is_key(x) -> bool:
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
+def check_seed(seed, what: str = "seed") -> None:
+    """Refuse a seed `jax.random.key` would wrap (it keeps 32 bits without x64: 2**32 is seed 0 again)."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        raise ValueError(f"{what} must be an integer in [0, 2**32 - 1] (jax.random.key's 32-bit seed), got {seed!r}")
+
+
 def stream(key: jax.Array, stream_id: int, index=None) -> jax.Array:
     """The key of a named random stream, optionally for one update (or call) `index`."""
     key = jax.random.fold_in(key, stream_id)

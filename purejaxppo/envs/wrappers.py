@@ -48,7 +48,9 @@ class ObservationToArray(Wrapper):
         self._one_hot = int(space.n) if isinstance(space, spaces.Discrete) else 0
 
     def _convert(self, obs):
-        return jax.nn.one_hot(obs, self._one_hot) if self._one_hot else jnp.asarray(obs, jnp.float32)
+        if self._one_hot:
+            return jax.nn.one_hot(obs, self._one_hot, dtype=jnp.float32)  # float32 under x64 too
+        return jnp.asarray(obs, jnp.float32)
 
     @partial(jax.jit, static_argnums=0)
     def reset(self, key, params=None):

@@ -210,6 +210,10 @@ def export_policy(run: str | Path, format: str, seed_index: int = 0, out: str | 
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     if out is not None:
         check_out_path(out)
+        other = {s: f for f, s in SUFFIXES.items() if f != format}.get(Path(out).suffix)
+        if other is not None:
+            raise ValueError(f"out {out} names a .{other} file, but format is {format!r}: give format={other!r} or "
+                             f"a name ending in {SUFFIXES[format]}")
     loaded = load_policy(run, seed_index=seed_index, deterministic=True, step=step, env=env, env_params=env_params)
     f, inputs, outputs = greedy_function(loaded)
     run_dir = Path(run)

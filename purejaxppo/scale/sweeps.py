@@ -44,6 +44,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from purejaxppo.compiler import jit
+from purejaxppo.core import streams
 from purejaxppo.config import HYPERPARAMETERS, STATIC_FIELDS, PPOConfig, field_names, with_hyperparameters
 from purejaxppo.envs.pools import check_host_pool_placement
 from purejaxppo.training.train import RunState, init, make_setup, run, update
@@ -169,13 +170,14 @@ def sweep(
         raise TypeError(f"sweep needs a PPOConfig, got {type(config).__name__}")
     if not isinstance(num_seeds, int) or isinstance(num_seeds, bool) or num_seeds < 1:
         raise ValueError(f"num_seeds must be an integer >= 1, got {num_seeds!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    streams.check_seed(seed)
     if cells_per_block is not None and (not isinstance(cells_per_block, int) or isinstance(cells_per_block, bool)
                                         or cells_per_block < 1):
         raise ValueError(f"cells_per_block must be an integer >= 1 or None, got {cells_per_block!r}")
     plan = _plan(config, settings, grid)
     mesh = default_mesh() if mesh is None else mesh
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"mesh must be a jax.sharding.Mesh (or None for every device), got {mesh!r}")
     block = default_cells_per_block(mesh) if cells_per_block is None else cells_per_block
     keys, values = _cell_inputs(config, plan, num_seeds, seed)
     pad = -len(keys) % mesh.size  # pad the batch to a multiple of the device count with copies of the last cell

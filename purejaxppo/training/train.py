@@ -16,7 +16,7 @@ every random key is derived from the base key and the update counter (`purejaxpp
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -116,6 +116,21 @@ def _check_static(setup: Setup, hp: PPOConfig) -> None:
     if jax.tree_util.tree_structure(hp) != jax.tree_util.tree_structure(setup.config):
         raise ValueError("the config passed to a train function must have the same static fields "
                          "(sizes, network, env) as the one given to make_train")
+    shaped = {name: jnp.shape(v) for name, v in hp.hyperparameters.items() if jnp.ndim(v)}
+    if shaped:
+        raise ValueError(f"a train function's config holds one value per hyperparameter; got arrays of shapes "
+                         f"{shaped}: for a batch of values, jax.vmap the train function over them (or use sweep)")
+
+
+def check_key(key, what: str = "the key of a train function",
+              hint: str = "; for several seeds, jax.vmap the train function over jax.random.split(key, n)") -> None:
+    """Refuse anything but one PRNG key: a typed ``jax.random.key`` of shape () or a raw uint32[2] key."""
+    typed = streams.is_key(key)
+    shape, dtype = jnp.shape(key), getattr(key, "dtype", type(key).__name__)
+    if (typed and shape == ()) or (not typed and shape == (2,) and dtype == jnp.uint32):
+        return
+    raise ValueError(f"{what} must be one jax.random.key(seed) (or a raw uint32[2] key), got an array of shape "
+                     f"{shape} and dtype {dtype}{hint}")
 
 
 def strong_types(tree):
@@ -135,6 +150,7 @@ def strong_types(tree):
 def init(setup: Setup, key: jax.Array, hp: PPOConfig) -> RunState:
     """A new run's state: reset environments, initial parameters and optimiser state, fresh statistics."""
     _check_static(setup, hp)
+    check_key(key)
     rollout = initial_rollout_state(setup.env, setup.policy, streams.stream(key, streams.RESET), hp.num_envs,
                                     setup.axis_name)
     params = setup.policy.init(streams.stream(key, streams.INIT), rollout.obs)
@@ -287,7 +303,13 @@ def make_train(config: PPOConfig, env=None, env_params=None) -> Callable[..., Tr
 def run_schedule(setup: Setup, key: jax.Array, hp: PPOConfig, schedule: dict) -> tuple[RunState, dict]:
     """A whole run whose hyperparameters follow `schedule` ``{name: [S] values}``: the S segments of
     ``num_updates / S`` updates each train with their row (what a `pbt` member's schedule replays as; fields not in
-    `schedule` keep `hp`'s values). Returns ``(state, metrics [num_updates])``."""
+    `schedule` keep `hp`'s values). Returns ``(state, metrics [num_updates])``.
+
+    The values are traced here, so their ranges cannot be checked: `population.replay` checks them first.
+    """
+    if not isinstance(schedule, Mapping):
+        raise ValueError(f"schedule must map hyperparameter names to 1-d arrays, got {type(schedule).__name__}")
+    schedule = {name: jnp.asarray(v) for name, v in schedule.items()}  # lists (of traced numbers) as arrays
     lengths = {jnp.shape(v) for v in schedule.values()}
     if not schedule or len(lengths) != 1 or len(next(iter(lengths))) != 1:
         raise ValueError(f"schedule must map hyperparameter names to 1-d arrays of one length, got shapes {lengths}")

@@ -206,8 +206,8 @@ def as_trajectory(batch: Mapping[str, Any]) -> Trajectory:
         raise ValueError(f"trajectory: {next_key!r} already holds the last step's bootstrap; drop 'last_values'")
 
     rewards = _array(batch, "rewards")
-    if rewards.ndim not in (1, 2) or rewards.shape[0] == 0:
-        raise ValueError(f"trajectory['rewards'] must have shape [T] or [T, N] with T >= 1, got {rewards.shape}")
+    if rewards.ndim not in (1, 2) or 0 in rewards.shape:
+        raise ValueError(f"trajectory['rewards'] must have shape [T] or [T, N] with T, N >= 1, got {rewards.shape}")
     leading = rewards.shape
     rewards = _float("rewards", rewards)
 
@@ -229,10 +229,17 @@ def as_trajectory(batch: Mapping[str, Any]) -> Trajectory:
         )
     if np.issubdtype(observations.dtype, np.floating):
         observations = _to_float32("observations", observations)
+    elif not (np.issubdtype(observations.dtype, np.integer) or observations.dtype == bool):
+        raise ValueError(f"trajectory['observations'] must be numeric, got dtype {observations.dtype}")
 
     actions = _array(batch, "actions")
     if np.issubdtype(actions.dtype, np.integer):
         _check_shape("actions", actions, leading, leading)
+        info = np.iinfo(np.int32)
+        if actions.min() < info.min or actions.max() > info.max:  # astype would wrap them onto legal actions
+            raise ValueError(f"trajectory['actions'] has values outside int32 (e.g. "
+                             f"{actions.min() if actions.min() < info.min else actions.max()}): discrete actions are "
+                             "indices 0 .. num_actions - 1")
         actions = actions.astype(np.int32)
         _check_discrete_log_probs(log_probs)
     elif np.issubdtype(actions.dtype, np.floating):
@@ -442,6 +449,7 @@ class PPOTrainer:
         self.config = config
         self.num_traces = 0  # how many times the update program was traced (a retrace means a recompile)
         self.num_calls = 0
+        streams.check_seed(seed)
         self._key = jax.random.key(seed)
         self._apply_fn: Callable | None = None
         self.params = None  # from_apply only

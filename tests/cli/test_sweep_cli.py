@@ -64,6 +64,11 @@ def test_a_list_file_gives_the_settings(tmp_path, capsys):
     code, _, err = run_cli(capsys, "sweep", *TINY, "--list", bad, "--logdir", tmp_path / "s")
     assert code == 2 and "network is not a float hyperparameter" in one_error_line(err)
     empty = tmp_path / "empty.toml"
-    empty.write_text("learning_rate = 1.0\n")
+    empty.write_text("# no settings\n")
     code, _, err = run_cli(capsys, "sweep", *TINY, "--list", empty, "--logdir", tmp_path / "s")
     assert code == 2 and "expected [[setting]] tables" in err
+    # keys beside the tables were silently dropped: a top-level value, a misspelt table
+    beside = tmp_path / "beside.toml"
+    beside.write_text("num_seeds = 8\n[[setting]]\nlearning_rate = 1e-3\n[settting]\ngamma = 0.9\n")
+    code, _, err = run_cli(capsys, "sweep", *TINY, "--list", beside, "--logdir", tmp_path / "s")
+    assert code == 2 and "unknown top-level key(s) ['num_seeds', 'settting']; the file holds only [[setting]]" in err

@@ -64,6 +64,17 @@ IDS = [*(p for p in SUITES if not SUITES[p].on_host), "CartPole-v1", "Pendulum-v
 HOST_IDS = [p for p in SUITES if SUITES[p].on_host]
 
 
+def test_a_discrete_observation_is_one_hot_float32_even_under_x64():
+    """FrozenLake's observation is a Discrete(16) index, given to the policy one-hot. Under x64, `jax.nn.one_hot`'s
+    default dtype is float64; the spec (and the run's statistics) say float32."""
+    with jax.enable_x64(True):
+        env = make_env("FrozenLake-misc")
+        obs, _ = env.reset(jax.random.split(jax.random.key(0), 2))
+        assert jnp.zeros(1).dtype == jnp.float64  # x64 really is on
+    assert obs.dtype == env.spec.obs_dtype == np.float32 and obs.shape == (2, 16)
+    np.testing.assert_array_equal(np.asarray(obs).sum(axis=1), [1.0, 1.0])
+
+
 def test_every_suite_has_a_case():
     missing = sorted(set(SUITES) - set(CASES) - set(HOST_CASES))
     assert not missing, f"no contract case for the suite(s) {missing}: add a small environment of each to CASES"

@@ -158,6 +158,10 @@ def test_errors():
         pbt(CONFIG, P, SPACE, 5)
     with pytest.raises(ValueError, match="low < high"):
         pbt(CONFIG, P, {"learning_rate": (1e-3, 1e-4)}, R)
+    with pytest.raises(ValueError, match=r"pbt's key must be one jax.random.key\(seed\).*shape \(\) and dtype int"):
+        pbt(CONFIG, P, SPACE, R, key=0)
+    with pytest.raises(TypeError, match="mesh must be a jax.sharding.Mesh"):
+        pbt(CONFIG, P, SPACE, R, mesh="cpu")
 
 
 def test_make_train_takes_a_schedule():
@@ -169,6 +173,11 @@ def test_make_train_takes_a_schedule():
         make_train(CONFIG)(key, schedule={"num_envs": np.ones(3, np.float32)})
     with pytest.raises(ValueError, match="not a multiple of the schedule's 5 segments"):
         make_train(CONFIG)(key, schedule={"learning_rate": np.full(5, 1e-3, np.float32)})
+    with pytest.raises(ValueError, match="schedule must map hyperparameter names to 1-d arrays, got list"):
+        make_train(CONFIG)(key, schedule=[1e-3] * 3)
+    # a list of numbers is read as the array it spells (traced only: the program is the one above)
+    listed = jax.eval_shape(make_train(CONFIG), key, None, {"learning_rate": [CONFIG.learning_rate] * 3})
+    assert listed.metrics["policy_loss"].shape == (CONFIG.num_updates,)
 
 
 def test_lineage_plot_marks_every_copy_and_draws_a_run_in_progress(result):

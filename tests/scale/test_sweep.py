@@ -179,11 +179,17 @@ def test_bad_value_gives_the_config_error(field, bad):
     ({"settings": {"gamma": 0.9}}, "non-empty list"),
     ({"num_seeds": 0}, "num_seeds must be an integer >= 1"),
     ({"seed": 1.5}, "seed must be an integer"),
+    ({"seed": 2**32}, r"seed must be an integer in \[0, 2\*\*32 - 1\]"),  # key(2**32) is key(0)
     ({"cells_per_block": 0}, "cells_per_block must be an integer >= 1"),
 ])
 def test_argument_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         sweep(CONFIG, **kwargs)
+
+
+def test_a_mesh_that_is_not_one_is_named():
+    with pytest.raises(TypeError, match="mesh must be a jax.sharding.Mesh .*got 'cpu'"):
+        sweep(CONFIG, mesh="cpu")
 
 
 def test_progress_reports_every_update_and_changes_no_result(grid):

@@ -145,6 +145,25 @@ def test_cartpole_learns_with_the_default_config():
     assert float(jnp.mean(greedy)) > 475
 
 
+@pytest.mark.parametrize("key, shape", [
+    (0, r"\(\) and dtype int32"),  # an int: JAX's own error is about key data deep in prng.py
+    (0.5, r"\(\) and dtype float32"),
+    (jax.random.split(jax.random.key(0), 3), r"\(3,\) and dtype key<fry>"),  # several seeds without vmap
+])
+def test_a_key_that_is_not_one_key_is_refused_when_traced(key, shape):
+    with pytest.raises(ValueError, match=r"the key of a train function must be one jax.random.key\(seed\) \(or a raw "
+                                         r"uint32\[2\] key\), got an array of shape " + shape + ".*jax.vmap"):
+        jax.eval_shape(make_train(SMALL), key)
+
+
+def test_a_batch_of_hyperparameters_without_vmap_is_refused():
+    batch = SMALL.replace(learning_rate=np.array([1e-3, 2e-3]))  # accepted by PPOConfig: what sweep vmaps over
+    with pytest.raises(ValueError, match=r"one value per hyperparameter; got arrays of shapes \{'learning_rate': "
+                                         r"\(2,\)\}: for a batch of values, jax.vmap"):
+        jax.eval_shape(make_train(SMALL), jax.random.key(0), batch)
+    assert jax.eval_shape(make_train(SMALL), jax.random.PRNGKey(0)).metrics["policy_loss"].shape == (6,)  # raw key
+
+
 def test_an_environment_with_the_old_step_api_gets_a_clear_error():
     from probes import BestAction
 

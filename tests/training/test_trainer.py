@@ -269,6 +269,14 @@ def _bad_cases(T=6, N=2):
         "last_values shape": (lambda b: b.update(last_values=np.zeros((T, N))), r"'last_values'.*\[2\]"),
         "action out of range": (lambda b: b["actions"].__setitem__((0, 0), NUM_ACTIONS), r"'actions'.*\[0, 3\)"),
         "float actions": (lambda b: b.update(actions=np.zeros((T, N, 2), np.float32)), r"actions.*integers"),
+        # int64 2**32 would wrap to action 0 in int32, and uint32 2**32 - 1 to -1
+        "action beyond int32": (lambda b: b.update(actions=np.full((T, N), 2**32, np.int64)),
+                                r"'actions'\] has values outside int32 \(e.g. 4294967296\)"),
+        "uint32 action": (lambda b: b.update(actions=np.full((T, N), 2**32 - 1, np.uint32)),
+                          r"'actions'\] has values outside int32 \(e.g. 4294967295\)"),
+        "no environments": (lambda b: b.update(rewards=np.zeros((T, 0))), r"'rewards'.*T, N >= 1, got \(6, 0\)"),
+        "string observations": (lambda b: b.update(observations=np.full(b["observations"].shape, "a")),
+                                r"'observations'\] must be numeric, got dtype <U1"),
         "not a mapping": (None, r"mapping"),
         "mask shape": (lambda b: b.update(action_mask=np.ones((T, N), bool)), r"'action_mask'.*\[T=6, N=2, A\]"),
         "mask not 0/1": (lambda b: b.update(action_mask=np.full((T, N, NUM_ACTIONS), 2)), r"'action_mask'.*boolean"),
@@ -391,6 +399,13 @@ class BadValuesModel(TinyActorCritic):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("seed", [2**32, -1, 1.5])
+def test_a_seed_jax_would_wrap_or_refuse_is_refused(seed):
+    model = TinyActorCritic(nnx.Rngs(0))  # key(2**32) would be key(0): silently seed 0's shuffles
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*32 - 1\]"):
+        PPOTrainer(model, nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param), PPOConfig(), seed=seed)
+
+
 def test_bad_model_output_raises():
     model = BadValuesModel(nnx.Rngs(0))
     trainer = PPOTrainer(model, nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param), PPOConfig())
