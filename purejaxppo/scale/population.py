@@ -177,18 +177,15 @@ def check_space(config: PPOConfig, hyperparameters: Mapping[str, Any]) -> Space:
         if name in STATIC_FIELDS or name not in HYPERPARAMETERS:
             raise ValueError(f"cannot search {name!r} with pbt: searchable float hyperparameters are "
                              f"{list(HYPERPARAMETERS)}")
-        if isinstance(spec, tuple) and len(spec) == 2:
-            low, high = (float(v) for v in spec)
-            if not low < high:
-                raise ValueError(f"pbt range for {name} must have low < high, got {spec!r}")
-            kind, values = "range", (low, high)
-        elif isinstance(spec, list) and spec:
-            kind, values = "choice", tuple(float(v) for v in spec)
-        else:
+        if not (isinstance(spec, tuple) and len(spec) == 2 or isinstance(spec, list) and spec):
             raise ValueError(f"pbt hyperparameters[{name!r}] must be a (low, high) tuple or a non-empty list of "
                              f"choices, got {spec!r}")
-        for v in values:
-            config.replace(**{name: v})  # the same ValueError a user building this config would get
+        for v in spec:
+            config.replace(**{name: v})  # the same ValueError a user building this config would get ("a", True)
+        values = tuple(float(v) for v in spec)
+        if isinstance(spec, tuple) and not values[0] < values[1]:
+            raise ValueError(f"pbt range for {name} must have low < high, got {spec!r}")
+        kind = "range" if isinstance(spec, tuple) else "choice"
         names.append(name)
         kinds.append(kind)
         bounds.append(values)

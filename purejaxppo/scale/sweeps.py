@@ -265,7 +265,8 @@ def _number(name: str, value: Any) -> float:
 
 
 def _check_values(name: str, values: Any) -> tuple[float, ...]:
-    if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__len__") or len(values) == 0:
+    if (isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__len__") or np.ndim(values) != 1
+            or len(values) == 0):  # a 0-d array has __len__ but no length
         raise ValueError(f"sweep({name}=...) needs a non-empty list of numbers, got {values!r}")
     return tuple(_number(name, v) for v in values)
 

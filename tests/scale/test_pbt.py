@@ -158,6 +158,11 @@ def test_errors():
         pbt(CONFIG, P, SPACE, 5)
     with pytest.raises(ValueError, match="low < high"):
         pbt(CONFIG, P, {"learning_rate": (1e-3, 1e-4)}, R)
+    for spec, message in [((1e-4, "a"), "must be a number, got 'a'"), ((None, 1e-3), "must be a number, got None"),
+                          ([True], "must be a number, got True"),
+                          ((1e-3, 10**400), r"must be in \(0, inf\), got an integer of 401 digits")]:
+        with pytest.raises(ValueError, match=f"PPOConfig.learning_rate {message}"):
+            pbt(CONFIG, P, {"learning_rate": spec}, R)
     with pytest.raises(ValueError, match=r"pbt's key must be one jax.random.key\(seed\).*shape \(\) and dtype int"):
         pbt(CONFIG, P, SPACE, R, key=0)
     with pytest.raises(TypeError, match="mesh must be a jax.sharding.Mesh"):

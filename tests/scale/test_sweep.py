@@ -172,6 +172,7 @@ def test_bad_value_gives_the_config_error(field, bad):
 @pytest.mark.parametrize("kwargs, match", [
     ({"learning_rate": []}, "non-empty list of numbers"),
     ({"learning_rate": 3e-4}, "non-empty list of numbers"),
+    ({"learning_rate": np.array(3e-4)}, "non-empty list of numbers"),  # 0-d: len() raised TypeError
     ({"learning_rate": ["fast"]}, "must be a number"),
     ({"learning_rat": [1e-3]}, "no such field"),
     ({"settings": [{"gamma": 0.9}], "learning_rate": [1e-3]}, "not both"),
