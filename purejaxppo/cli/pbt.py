@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from purejaxppo.cli.args import DEFAULT_POPULATION, DEFAULT_QUANTILE, Pbt, UsageError, check_positive, check_seed
 from purejaxppo.cli.plans import RunPlan, plan_new_run, plan_resumed_run, requested_config
-from purejaxppo.cli.runloop import Divergence, Program, execute, restart_note, restore_newest
+from purejaxppo.cli.runloop import Divergence, Program, execute, restart_note, restore_newest, summary_is_current
 
 if TYPE_CHECKING:
     from purejaxppo.config import PPOConfig
@@ -171,7 +171,7 @@ class PbtProgram(Program):
                 say(restart_note(self.env, start))
         else:
             state, start = self.prog.init(jax.random.key(run.seed), self.bounds), 0
-        if start >= end:
+        if start >= end and summary_is_current(self.run_dir, start):
             print(f"{self.run_dir} is already at update {start} of {run.config.num_updates}: nothing to do", flush=True)
             return None
         return state, start
@@ -218,8 +218,8 @@ class PbtProgram(Program):
     def finish(self, summary: dict[str, Any], state, diverged: Divergence | None, kept: int | None) -> None:
         from purejaxppo.runs.logs import LINEAGE_FILE
 
-        if not (self.run_dir / LINEAGE_FILE).is_file():  # diverged in the first chunk
-            self.write_lineage(state, 0)
+        if not (self.run_dir / LINEAGE_FILE).is_file():  # diverged in the first chunk, or killed before it was written
+            self.write_lineage(state, kept or 0)  # `state` is the checkpoint's at `kept`, or the initial one
         summary["pbt"] = pbt_summary(self.run_dir, summary, self.plan)
 
     def divergence_advice(self, summary: dict[str, Any], kept: int | None) -> str:

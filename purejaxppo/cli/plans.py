@@ -64,15 +64,28 @@ class RunPlan:
     resumed: bool
 
 
-def check_new_run_dir(run_dir: Path) -> None:
-    """A new run needs a directory that is absent or empty, not a file and not under one."""
+def check_new_run_dir(run_dir: Path, resumable: bool = True) -> None:
+    """A new run needs a directory that is absent or empty, not a file and not under one. `resumable`: the command
+    has --resume (train, pbt; not sweep), which the message then offers."""
     for parent in [run_dir, *run_dir.parents]:
         if parent.exists() and not parent.is_dir():
             where = "is a file" if parent == run_dir else f"lies under the file {parent}"
             raise UsageError(f"--logdir {run_dir} {where}; choose a directory")
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(run_dir.iterdir()) and not (resumable and torn_creation(run_dir)):
+        if not resumable:
+            raise UsageError(f"--logdir {run_dir} is not empty: a sweep writes into a new directory; choose another "
+                             "--logdir")
         raise UsageError(f"--logdir {run_dir} already holds a run: continue it with --resume {run_dir}, "
                          "or choose another --logdir")
+
+
+def torn_creation(run_dir: Path) -> bool:
+    """Whether `run_dir` holds only what `create_run_dir` writes before run.json (config.json, their temporary
+    files): a run killed while its directory was created, which a new run may take over (--resume cannot read it)."""
+    from purejaxppo.runs.logs import CONFIG_FILE, RUN_FILE
+
+    names = {p.name for p in run_dir.iterdir()}
+    return names <= {CONFIG_FILE, CONFIG_FILE + ".tmp", RUN_FILE + ".tmp"}
 
 
 def plan_new_run(cmd: Any, config: PPOConfig, num_seeds: int, name: str) -> RunPlan:

@@ -67,6 +67,19 @@ def summarize(plan: RunPlan, updates_done: int, steps_this_session: int, timing:
     }
 
 
+def summary_is_current(run_dir: Path, updates_done: int) -> bool:
+    """Whether the run's summary.json was written at `updates_done`. A run killed after its last checkpoint and before
+    its summary has none, or an older one: resuming it writes the summary (and a pbt run's lineage) then."""
+    import json
+
+    from purejaxppo.runs.logs import SUMMARY_FILE
+
+    try:
+        return json.loads((run_dir / SUMMARY_FILE).read_text()).get("updates") == updates_done
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def summary_line(summary: dict[str, Any], run_dir: Path, unit: str = "seed") -> str:
     """The run's one-line result; `unit` names what the batch holds (seeds, or a PBT run's members)."""
     from purejaxppo.runs.logs import FINAL_WINDOW
@@ -292,16 +305,18 @@ def run_chunks(plan: RunPlan, program: Program, quiet: bool, stop_after: int | N
                if writer else NoFiles())
         bar = ProgressBar(config.timesteps_trained, start * config.batch_size,
                           enabled=writer and progress_enabled(quiet), desc=program.bar_desc)
-        update = start
+        update, compile_seconds = start, 0.0
         try:
-            t0 = time.time()
-            if not quiet:
+            t0 = t_train = time.time()
+            if update < end and not quiet:  # else only the end of the run is left to write (`summary_is_current`)
                 print("compiling...", end=" ", flush=True)
             with host_errors(program.env):  # a host environment failing in a chunk: that chunk is not saved
-                with cache_hits() as hits:
-                    state, compile_seconds = program.compile(state)
-                say(f"compiled in {compile_seconds:.1f} s" + (" (from the compilation cache)" if hits.count else ""))
-                t_train = time.time()
+                if update < end:
+                    with cache_hits() as hits:
+                        state, compile_seconds = program.compile(state)
+                    say(f"compiled in {compile_seconds:.1f} s"
+                        + (" (from the compilation cache)" if hits.count else ""))
+                    t_train = time.time()
                 while update < end:
                     n = min(plan.checkpoint_every, end - update)
                     state, metrics = program.run(state, n, update, bar)

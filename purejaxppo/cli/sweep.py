@@ -43,7 +43,7 @@ def sweep_command(cmd: Sweep) -> int:
 
     writer = is_writer()  # with several processes (--coordinator-address, --distributed) only process 0 writes
     if writer:
-        check_new_run_dir(logdir)
+        check_new_run_dir(logdir, resumable=False)
     quiet = cmd.quiet or not writer
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
 

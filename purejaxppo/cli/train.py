@@ -8,7 +8,7 @@ from typing import Any
 
 from purejaxppo.cli.args import DEFAULT_ENV, Train, UsageError, check_positive, check_seed, override_values
 from purejaxppo.cli.plans import RunPlan, default_checkpoint_every, plan_new_run, plan_resumed_run, requested_config
-from purejaxppo.cli.runloop import Program, execute, restart_note, restore_newest
+from purejaxppo.cli.runloop import Program, execute, restart_note, restore_newest, summary_is_current
 
 EXTRAS = {"tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb", "wandb")}  # flag: (module, extra)
 
@@ -34,7 +34,7 @@ def train_command(cmd: Train) -> int:
     runner = chunk_runner(plan.config)  # builds the environment and the policy (no compile yet)
     check_processes(plan, runner)
     done = finished_update(plan, runner, cmd.stop_after)
-    if done is not None:
+    if done is not None and summary_is_current(plan.run_dir, done):
         print(f"{plan.run_dir} is already at update {done} of {plan.config.num_updates}"
               + (" (complete)" if done >= plan.config.num_updates else f" (--stop-after {cmd.stop_after})")
               + ": nothing to do, its files are left as they are", flush=True)

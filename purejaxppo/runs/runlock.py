@@ -56,6 +56,7 @@ class RunLock:
         # Released locks are removed, so a file with a holder in it was left by a process that did not exit cleanly.
         self.stale_holder = _read(fd) or None
         os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)  # reading the stale holder left the offset at its end: no hole of NULs before us
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n"
                  .encode())
         os.fsync(fd)

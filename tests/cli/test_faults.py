@@ -112,6 +112,26 @@ def test_logdir_that_is_a_file_or_under_a_file_is_refused(capsys, tmp_path):
     assert a_file.read_text() == "mine"
 
 
+def test_a_run_killed_while_its_directory_was_created_can_be_started_again(tmp_path):
+    """Killed between config.json and run.json: --resume cannot read the directory (no run.json), so a new run into it
+    must not be refused as "already holds a run"; anything more than that is still refused."""
+    from purejaxppo.cli.args import UsageError
+    from purejaxppo.cli.plans import check_new_run_dir
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / logs.CONFIG_FILE).write_text("{}")
+    (run_dir / (logs.RUN_FILE + ".tmp")).write_text("{")
+    check_new_run_dir(run_dir)  # taken over
+    with pytest.raises(UsageError, match="is not empty: a sweep writes into a new directory"):
+        check_new_run_dir(run_dir, resumable=False)  # a sweep's directory is never a run's
+    for other in (logs.RUN_FILE, logs.METRICS_FILE):
+        (run_dir / other).write_text("{}")
+        with pytest.raises(UsageError, match="already holds a run: continue it with --resume"):
+            check_new_run_dir(run_dir)
+        (run_dir / other).unlink()
+
+
 def test_a_run_directory_that_cannot_be_written_is_removed_again(capsys, tmp_path, monkeypatch):
     def read_only(path, obj):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
@@ -317,6 +337,26 @@ def test_resuming_a_finished_run_changes_nothing(capsys, tmp_path, reference):
     assert "already at update 20 of 20 (complete): nothing to do" in out and "compiling" not in out
     after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run_dir.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_a_run_killed_before_its_summary_gets_it_on_resuming(capsys, tmp_path, reference):
+    """Killed after its last checkpoint and before summary.json (or with the summary of an earlier --stop-after):
+    resuming writes the summary of the finished run, without compiling or training, and then has nothing to do."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference, run_dir)
+    expected = json.loads((run_dir / logs.SUMMARY_FILE).read_text())
+    for stale in (None, {**expected, "updates": 8, "complete": False}):
+        if stale is None:
+            (run_dir / logs.SUMMARY_FILE).unlink()
+        else:
+            (run_dir / logs.SUMMARY_FILE).write_text(json.dumps(stale))
+        code, out, err = run_cli(capsys, "train", "--resume", run_dir)
+        assert code == 0 and err == "" and "nothing to do" not in out and "compiling..." not in out, out
+        summary = json.loads((run_dir / logs.SUMMARY_FILE).read_text())
+        assert summary["updates"] == 20 and summary["complete"]
+        assert summary["final_episode_return"] == expected["final_episode_return"]  # read from the run's metrics
+    code, out, _ = run_cli(capsys, "train", "--resume", run_dir)
+    assert code == 0 and "(complete): nothing to do" in out
 
 
 # ------------------------------------------------------------------------------------------- 9, 10. flags

@@ -73,6 +73,22 @@ def test_stop_mid_generation_and_resume_is_bit_identical(reference, tmp_path):
 
 
 @pytest.mark.timeout(300)
+def test_a_run_killed_before_its_summary_and_lineage_gets_them_on_resuming(reference, tmp_path, capsys):
+    run_dir = tmp_path / "killed"
+    shutil.copytree(reference, run_dir)
+    for name in ("summary.json", "lineage.json", "lineage.png"):  # killed after the last checkpoint
+        (run_dir / name).unlink()
+    assert cli.main(["pbt", "--resume", str(run_dir), "--quiet"]) == 0
+    assert (run_dir / "lineage.json").read_text() == (reference / "lineage.json").read_text()
+    summary, expected = (json.loads((d / "summary.json").read_text()) for d in (run_dir, reference))
+    assert summary["pbt"] == expected["pbt"] and summary["final_episode_return"] == expected["final_episode_return"]
+    assert (run_dir / "lineage.png").exists()
+    capsys.readouterr()
+    assert cli.main(["pbt", "--resume", str(run_dir)]) == 0
+    assert "already at update 20 of 20: nothing to do" in capsys.readouterr().out
+
+
+@pytest.mark.timeout(300)
 def test_the_command_line_computes_what_pbt_computes(reference):
     config = cli.requested_config(cli.parse(["train", *TINY[:6]]))
     result = pbt(config, 4, {"learning_rate": (1e-4, 1e-2), "entropy_coeff": [0.0, 0.01, 0.05]}, 5,

@@ -58,6 +58,17 @@ def test_a_grid_that_cannot_be_swept_is_one_line_and_creates_nothing(tmp_path, c
     assert not logdir.exists()
 
 
+def test_a_logdir_that_is_not_empty_is_refused_without_offering_a_resume(tmp_path, capsys):
+    """sweep has no --resume: its message must not offer one (it said "continue it with --resume")."""
+    logdir = tmp_path / "sweep"
+    logdir.mkdir()
+    (logdir / "00-learning_rate=0.0001").mkdir()  # a sweep killed while it wrote its results
+    code, _, err = run_cli(capsys, "sweep", *TINY, "--grid", "learning_rate=1e-4,3e-4", "--logdir", logdir)
+    line = one_error_line(err)
+    assert code == 2 and f"--logdir {logdir} is not empty: a sweep writes into a new directory" in line
+    assert "--resume" not in line
+
+
 def test_a_list_file_gives_the_settings(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text("[[setting]]\nnetwork = 3\n")

@@ -34,8 +34,23 @@ def test_a_file_left_by_a_process_that_died_is_taken_over(tmp_path):
     (tmp_path / LOCK_FILE).write_text(left + "\n")  # as a killed holder leaves it: its text, no flock
     with RunLock(tmp_path) as lock:
         assert lock.stale_holder == left
-        assert f"pid {os.getpid()} " in (tmp_path / LOCK_FILE).read_text()
+        assert (tmp_path / LOCK_FILE).read_text().startswith(f"pid {os.getpid()} ")  # no NULs before it
     assert not (tmp_path / LOCK_FILE).exists()
+
+
+def test_takeovers_in_a_row_keep_the_file_one_line(tmp_path):
+    """A takeover reads the stale holder, then writes its own line at the start: after two killed holders in a row the
+    file was NULs (a hole) followed by the pid, and the pid fell out of the messages once the NULs passed 512 bytes."""
+    lock_file = tmp_path / LOCK_FILE
+    lock_file.write_text("pid 999999 on elsewhere since 2020-01-01T00:00:00\n")
+    for _ in range(3):  # each holder "killed": its file left behind as it was
+        lock = RunLock(tmp_path).acquire()
+        text = lock_file.read_text()
+        os.close(lock._fd)  # drop the flock without the clean release that removes the file
+        lock._fd = None
+        assert text.startswith(f"pid {os.getpid()} ") and text.count("\n") == 1 and "\x00" not in text, repr(text)
+    with RunLock(tmp_path) as lock:
+        assert lock.stale_holder.startswith(f"pid {os.getpid()} ")
 
 
 def test_a_lock_released_between_open_and_flock_is_not_shared(tmp_path, monkeypatch):
