@@ -18,6 +18,7 @@ per seed in int32, so `total_timesteps` is at most ``MAX_TOTAL_TIMESTEPS = 2**31
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Mapping
@@ -265,8 +266,9 @@ def _normalise_fields(config: PPOConfig) -> None:
             set_(name, int(value))
     for name in HYPERPARAMETERS:
         value = getattr(config, name)
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**1023:  # else refused below
-            set_(name, float(value))
+        if isinstance(value, int) and not isinstance(value, bool):
+            with contextlib.suppress(OverflowError):  # an int beyond float64 stays as it is: refused below
+                set_(name, float(value))
 
 
 def _is_concrete_number(value: Any) -> bool:
@@ -300,6 +302,10 @@ def _check_float(config: PPOConfig, name: str, low: float, high: float, low_open
     values = _float_values(name, getattr(config, name))
     lo = f"{'(' if low_open else '['}{low:g}"
     hi = f"{high:g}{')' if high_open else ']'}" if math.isfinite(high) else "inf)"
+
+    def outside(y: float) -> bool:
+        return not math.isfinite(y) or (y <= low if low_open else y < low) or (y >= high if high_open else y > high)
+
     for v in values or ():
         try:
             x = float(v)
@@ -308,8 +314,6 @@ def _check_float(config: PPOConfig, name: str, low: float, high: float, low_open
                              ) from None
         with np.errstate(over="ignore", under="ignore"):
             x32 = float(np.float32(x))
-        outside = lambda y: (not math.isfinite(y) or (y <= low if low_open else y < low)  # noqa: E731
-                             or (y >= high if high_open else y > high))
         if outside(x):
             raise ValueError(f"PPOConfig.{name} must be in {lo}, {hi}, got {v!r}")
         if outside(x32):

@@ -71,10 +71,12 @@ def check_new_run_dir(run_dir: Path, resumable: bool = True) -> None:
         if parent.exists() and not parent.is_dir():
             where = "is a file" if parent == run_dir else f"lies under the file {parent}"
             raise UsageError(f"--logdir {run_dir} {where}; choose a directory")
-    if run_dir.exists() and any(run_dir.iterdir()) and not (resumable and torn_creation(run_dir)):
-        if not resumable:
-            raise UsageError(f"--logdir {run_dir} is not empty: a sweep writes into a new directory; choose another "
-                             "--logdir")
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return
+    if not resumable:
+        raise UsageError(f"--logdir {run_dir} is not empty: a sweep writes into a new directory; choose another "
+                         "--logdir")
+    if not torn_creation(run_dir):
         raise UsageError(f"--logdir {run_dir} already holds a run: continue it with --resume {run_dir}, "
                          "or choose another --logdir")
 

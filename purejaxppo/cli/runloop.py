@@ -70,13 +70,11 @@ def summarize(plan: RunPlan, updates_done: int, steps_this_session: int, timing:
 def summary_is_current(run_dir: Path, updates_done: int) -> bool:
     """Whether the run's summary.json was written at `updates_done`. A run killed after its last checkpoint and before
     its summary has none, or an older one: resuming it writes the summary (and a pbt run's lineage) then."""
-    import json
-
-    from purejaxppo.runs.logs import SUMMARY_FILE
+    from purejaxppo.runs.logs import SUMMARY_FILE, read_json
 
     try:
-        return json.loads((run_dir / SUMMARY_FILE).read_text()).get("updates") == updates_done
-    except (OSError, ValueError, AttributeError):
+        return read_json(run_dir / SUMMARY_FILE).get("updates") == updates_done
+    except (OSError, ValueError, AttributeError):  # missing or torn (ValueError), not a JSON object
         return False
 
 
@@ -308,10 +306,10 @@ def run_chunks(plan: RunPlan, program: Program, quiet: bool, stop_after: int | N
         update, compile_seconds = start, 0.0
         try:
             t0 = t_train = time.time()
-            if update < end and not quiet:  # else only the end of the run is left to write (`summary_is_current`)
-                print("compiling...", end=" ", flush=True)
             with host_errors(program.env):  # a host environment failing in a chunk: that chunk is not saved
-                if update < end:
+                if update < end:  # else only the end of the run is left to write (`summary_is_current`)
+                    if not quiet:
+                        print("compiling...", end=" ", flush=True)
                     with cache_hits() as hits:
                         state, compile_seconds = program.compile(state)
                     say(f"compiled in {compile_seconds:.1f} s"

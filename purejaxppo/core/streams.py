@@ -17,6 +17,7 @@ on, draws exactly the numbers an uninterrupted run draws. Per update u, a stream
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
 INIT = 0
 ACTIONS = 1
@@ -36,6 +37,17 @@ def check_seed(seed, what: str = "seed") -> None:
     """Refuse a seed `jax.random.key` would wrap (it keeps 32 bits without x64: 2**32 is seed 0 again)."""
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
         raise ValueError(f"{what} must be an integer in [0, 2**32 - 1] (jax.random.key's 32-bit seed), got {seed!r}")
+
+
+def check_key(key, what: str = "the key of a train function",
+              hint: str = "; for several seeds, jax.vmap the train function over jax.random.split(key, n)") -> None:
+    """Refuse anything but one PRNG key: a typed ``jax.random.key`` of shape () or a raw uint32[2] key."""
+    typed = is_key(key)
+    shape, dtype = jnp.shape(key), getattr(key, "dtype", type(key).__name__)
+    if (typed and shape == ()) or (not typed and shape == (2,) and dtype == jnp.uint32):
+        return
+    raise ValueError(f"{what} must be one jax.random.key(seed) (or a raw uint32[2] key), got an array of shape "
+                     f"{shape} and dtype {dtype}{hint}")
 
 
 def stream(key: jax.Array, stream_id: int, index=None) -> jax.Array:

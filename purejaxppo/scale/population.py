@@ -65,11 +65,9 @@ from jax.sharding import PartitionSpec as P
 from purejaxppo.core import streams
 from purejaxppo.compiler import jit
 from purejaxppo.config import HYPERPARAMETERS, STATIC_FIELDS, PPOConfig, with_hyperparameters
-from purejaxppo.scale.sweeps import gather_to_host
+from purejaxppo.scale.sweeps import check_is_mesh, gather_to_host
 from purejaxppo.envs.pools import check_host_pool_placement
-from purejaxppo.training.train import (
-    RunState, TrainOutput, check_key, init, make_setup, make_train, restart_envs, update,
-)
+from purejaxppo.training.train import RunState, TrainOutput, init, make_setup, make_train, restart_envs, update
 
 EXPLORE_FACTORS = (0.8, 1.2)
 MEMBER_AXIS = "member"
@@ -401,8 +399,7 @@ def check_pbt(config: PPOConfig, population: int, hyperparameters: Mapping[str, 
 
 
 def check_mesh(mesh: Mesh, population: int) -> None:
-    if not isinstance(mesh, Mesh):
-        raise TypeError(f"mesh must be a jax.sharding.Mesh (or None for the default), got {mesh!r}")
+    check_is_mesh(mesh)
     if population % mesh.size:
         raise ValueError(f"population ({population}) must be a multiple of the mesh's {mesh.size} devices (each "
                          f"device trains population / devices members); leave mesh out to use as many as divide it")
@@ -437,7 +434,7 @@ def pbt(
     mesh = default_mesh(population) if mesh is None else mesh
     check_mesh(mesh, population)
     key = jax.random.key(0) if key is None else key
-    check_key(key, "pbt's key", hint="")
+    streams.check_key(key, "pbt's key", hint="")
     prog = program(config, space.shape(), population, ready_every, float(quantile), mesh, config.num_updates)
     key, bounds, n = replicated((key, space.arrays(), np.int32(config.num_updates)), mesh)
     state, rows = prog.advance(prog.init(key, bounds), bounds, n)

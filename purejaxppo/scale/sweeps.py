@@ -176,8 +176,7 @@ def sweep(
         raise ValueError(f"cells_per_block must be an integer >= 1 or None, got {cells_per_block!r}")
     plan = _plan(config, settings, grid)
     mesh = default_mesh() if mesh is None else mesh
-    if not isinstance(mesh, Mesh):
-        raise TypeError(f"mesh must be a jax.sharding.Mesh (or None for every device), got {mesh!r}")
+    check_is_mesh(mesh)
     block = default_cells_per_block(mesh) if cells_per_block is None else cells_per_block
     keys, values = _cell_inputs(config, plan, num_seeds, seed)
     pad = -len(keys) % mesh.size  # pad the batch to a multiple of the device count with copies of the last cell
@@ -204,6 +203,12 @@ def sweep(
 def _key_impl():
     """The PRNG implementation of ``jax.random.key`` (keys travel as their raw uint32 data)."""
     return jax.random.key_impl(jax.random.key(0))
+
+
+def check_is_mesh(mesh) -> None:
+    """Refuse a `mesh` argument (of `sweep`, `pbt`) that is not a `Mesh` (a string, a device list, ...)."""
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"mesh must be a jax.sharding.Mesh (or None for the default), got {mesh!r}")
 
 
 def default_cells_per_block(mesh: Mesh) -> int | None:

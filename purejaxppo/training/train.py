@@ -122,17 +122,6 @@ def _check_static(setup: Setup, hp: PPOConfig) -> None:
                          f"{shaped}: for a batch of values, jax.vmap the train function over them (or use sweep)")
 
 
-def check_key(key, what: str = "the key of a train function",
-              hint: str = "; for several seeds, jax.vmap the train function over jax.random.split(key, n)") -> None:
-    """Refuse anything but one PRNG key: a typed ``jax.random.key`` of shape () or a raw uint32[2] key."""
-    typed = streams.is_key(key)
-    shape, dtype = jnp.shape(key), getattr(key, "dtype", type(key).__name__)
-    if (typed and shape == ()) or (not typed and shape == (2,) and dtype == jnp.uint32):
-        return
-    raise ValueError(f"{what} must be one jax.random.key(seed) (or a raw uint32[2] key), got an array of shape "
-                     f"{shape} and dtype {dtype}{hint}")
-
-
 def strong_types(tree):
     """`tree` with weakly typed leaves (e.g. gymnax's ``time=0``) made strongly typed, dtype unchanged.
 
@@ -150,7 +139,7 @@ def strong_types(tree):
 def init(setup: Setup, key: jax.Array, hp: PPOConfig) -> RunState:
     """A new run's state: reset environments, initial parameters and optimiser state, fresh statistics."""
     _check_static(setup, hp)
-    check_key(key)
+    streams.check_key(key)
     rollout = initial_rollout_state(setup.env, setup.policy, streams.stream(key, streams.RESET), hp.num_envs,
                                     setup.axis_name)
     params = setup.policy.init(streams.stream(key, streams.INIT), rollout.obs)

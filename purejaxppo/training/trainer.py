@@ -235,11 +235,11 @@ def as_trajectory(batch: Mapping[str, Any]) -> Trajectory:
     actions = _array(batch, "actions")
     if np.issubdtype(actions.dtype, np.integer):
         _check_shape("actions", actions, leading, leading)
-        info = np.iinfo(np.int32)
-        if actions.min() < info.min or actions.max() > info.max:  # astype would wrap them onto legal actions
+        info, lowest, highest = np.iinfo(np.int32), actions.min(), actions.max()
+        if lowest < info.min or highest > info.max:  # astype would wrap them onto legal actions
             raise ValueError(f"trajectory['actions'] has values outside int32 (e.g. "
-                             f"{actions.min() if actions.min() < info.min else actions.max()}): discrete actions are "
-                             "indices 0 .. num_actions - 1")
+                             f"{lowest if lowest < info.min else highest}): discrete actions are indices 0 .. "
+                             "num_actions - 1")
         actions = actions.astype(np.int32)
         _check_discrete_log_probs(log_probs)
     elif np.issubdtype(actions.dtype, np.floating):
